@@ -1,0 +1,479 @@
+"""The MultiContainerEndpoint API: the pydantic models are the single source of truth.
+
+The CRD in ``crds/`` is generated from these models (``make crds``), and the operator validates every
+object with them again, so a bad object is rejected with the same rules even when the apiserver's
+schema was bypassed (an old CRD, ``--validate=false``, a direct etcd write).
+
+Each constrained string carries two things: the OpenAPI keywords (``pattern``, ``maxLength``) that go
+into the CRD, and a Python check whose error message says the rule in words, naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "sagemaker.mce.dev"
+VERSION = "v1alpha1"
+KIND = "MultiContainerEndpoint"
+PLURAL = "multicontainerendpoints"
+SINGULAR = "multicontainerendpoint"
+SHORT_NAMES = ("mce",)
+CATEGORIES = ("sagemaker",)
+
+MAX_CONTAINERS = 15
+MIN_CONTAINERS = 2
+# SageMaker allows 50 tags per resource; the operator adds its three ownership tags to each.
+SYSTEM_TAG_PREFIX = f"{GROUP}/"
+MAX_USER_TAGS = 50 - 3
+ENVIRONMENT_TOTAL_LIMIT = 32 * 1024
+
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+NAME_RULE = "must be 1-63 letters, digits or hyphens, and start and end with a letter or digit"
+ROLE_ARN_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
+IMAGE_PATTERN = r"^[\S]+$"
+MODEL_DATA_URL_PATTERN = r"^(https|s3)://([^/]+)/?(.*)$"
+ENV_KEY_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
+INSTANCE_TYPE_PATTERN = r"^ml\.[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+$"
+VPC_ID_PATTERN = r"^[-0-9a-zA-Z]+$"
+# SageMaker's tag pattern is ``[\p{L}\p{Z}\p{N}_.:/=+\-@]*``; RE2 (CEL) and JSON Schema engines with
+# Unicode classes understand it, Python's ``re`` does not, hence the hand-written check below.
+TAG_PATTERN = r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"
+TAG_RULE = "may contain only letters, digits, spaces and _ . : / = + - @"
+
+
+def _check_tag_chars(value: str) -> bool:
+    return all(ch in "_.:/=+-@" or unicodedata.category(ch)[0] in "LZN" for ch in value)
+
+
+def _rule(name: str, check: Callable[[str], bool], rule: str, *, pattern: str | None, max_length: int) -> Any:
+    """A constrained string: the CRD gets ``pattern``/``maxLength``; Python says the rule in words."""
+
+    def validate(value: str) -> str:
+        if not value:
+            raise ValueError(f"{name} must not be empty")
+        if len(value) > max_length:
+            raise ValueError(f"{name} must be at most {max_length} characters (got {len(value)})")
+        if not check(value):
+            raise ValueError(f"{name} {rule} (got {value!r})")
+        return value
+
+    schema: dict[str, Any] = {"minLength": 1, "maxLength": max_length}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return Annotated[str, AfterValidator(validate), Field(json_schema_extra=schema)]
+
+
+def _matches(pattern: str) -> Callable[[str], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: compiled.fullmatch(value) is not None
+
+
+SageMakerName = _rule("name", _matches(NAME_PATTERN), NAME_RULE, pattern=NAME_PATTERN, max_length=63)
+Hostname = _rule("containerHostname", _matches(NAME_PATTERN), NAME_RULE, pattern=NAME_PATTERN, max_length=63)
+VariantNameStr = _rule("variantName", _matches(NAME_PATTERN), NAME_RULE, pattern=NAME_PATTERN, max_length=63)
+RoleArn = _rule(
+    "executionRoleArn",
+    _matches(ROLE_ARN_PATTERN),
+    "must be an IAM role ARN such as arn:aws:iam::123456789012:role/sagemaker-exec",
+    pattern=ROLE_ARN_PATTERN,
+    max_length=2048,
+)
+Image = _rule(
+    "image", _matches(IMAGE_PATTERN), "must not contain white space", pattern=IMAGE_PATTERN, max_length=255
+)
+ModelDataUrl = _rule(
+    "modelDataUrl",
+    _matches(MODEL_DATA_URL_PATTERN),
+    "must be an s3:// or https:// URL",
+    pattern=MODEL_DATA_URL_PATTERN,
+    max_length=1024,
+)
+Region = _rule(
+    "region",
+    _matches(REGION_PATTERN),
+    "must be an AWS region name such as us-east-1",
+    pattern=REGION_PATTERN,
+    max_length=32,
+)
+InstanceType = _rule(
+    "instanceType",
+    _matches(INSTANCE_TYPE_PATTERN),
+    "must be a SageMaker instance type such as ml.m5.large",
+    pattern=INSTANCE_TYPE_PATTERN,
+    max_length=64,
+)
+VpcId = _rule(
+    "vpcConfig id",
+    _matches(VPC_ID_PATTERN),
+    "must contain only letters, digits and hyphens",
+    pattern=VPC_ID_PATTERN,
+    max_length=32,
+)
+
+
+class Mode(StrEnum):
+    SERIAL = "Serial"
+    DIRECT = "Direct"
+
+
+class DeletionPolicy(StrEnum):
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class RepositoryAccessMode(StrEnum):
+    PLATFORM = "Platform"
+    VPC = "Vpc"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+    )
+
+
+class ImageConfig(_Model):
+    """How SageMaker pulls the container image."""
+
+    repository_access_mode: RepositoryAccessMode = Field(
+        description="Platform: pull from ECR over SageMaker's network. Vpc: pull through the model's VPC "
+        "(a private registry reachable from vpcConfig's subnets).",
+    )
+
+
+class Container(_Model):
+    """One container of the multi-container model (CreateModel.Containers[])."""
+
+    container_hostname: Hostname | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="The container's name inside the endpoint. Required on every container in Direct mode, "
+        "where callers pick it with TargetContainerHostname; in Serial mode set it on all containers or on "
+        "none (then SageMaker names them by position). Unique within the endpoint.",
+    )
+    image: Image = Field(  # type: ignore[valid-type]
+        description="The inference image, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/scorer:2.0.",
+    )
+    model_data_url: ModelDataUrl | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="Where the model artifacts are (s3://bucket/key/model.tar.gz or https://...).",
+    )
+    environment: dict[str, Annotated[str, Field(max_length=1024)]] | None = Field(
+        default=None,
+        description="Environment variables for the container: at most 100; names are letters, digits and "
+        "underscores, not starting with a digit, up to 1024 characters; values up to 1024 characters. "
+        "All names and values of all containers together must stay under 32 KB.",
+        json_schema_extra={
+            "maxProperties": 100,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, size(k) <= 1024 && k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$'))",
+                    "message": "environment variable names must be letters, digits and underscores, "
+                    "not start with a digit, and be at most 1024 characters",
+                }
+            ],
+        },
+    )
+    image_config: ImageConfig | None = Field(
+        default=None, description="How SageMaker pulls the image (repositoryAccessMode)."
+    )
+
+    @model_validator(mode="after")
+    def _environment_names(self) -> Container:
+        for key in self.environment or {}:
+            if len(key) > 1024 or not re.fullmatch(ENV_KEY_PATTERN, key):
+                raise ValueError(
+                    f"environment variable name {key!r} must be letters, digits and underscores, "
+                    "not start with a digit, and be at most 1024 characters"
+                )
+        if self.environment is not None and len(self.environment) > 100:
+            raise ValueError(f"environment has {len(self.environment)} variables; at most 100 are allowed")
+        return self
+
+
+class VpcConfig(_Model):
+    """The VPC the containers run in (CreateModel.VpcConfig)."""
+
+    security_group_ids: list[VpcId] = Field(  # type: ignore[valid-type]
+        min_length=1, max_length=5, description="1 to 5 security group ids (sg-...)."
+    )
+    subnets: list[VpcId] = Field(  # type: ignore[valid-type]
+        min_length=1, max_length=16, description="1 to 16 subnet ids (subnet-...)."
+    )
+
+
+_SPEC_RULES: Any = [
+    {
+        "rule": "self.mode != 'Direct' || self.containers.all(c, has(c.containerHostname))",
+        "message": "containers[].containerHostname is required on every container when mode is Direct",
+        "fieldPath": ".containers",
+    },
+    {
+        "rule": "self.mode == 'Direct' || self.containers.all(c, has(c.containerHostname)) || "
+        "self.containers.all(c, !has(c.containerHostname))",
+        "message": "containers[].containerHostname must be set on all containers or on none in Serial mode",
+        "fieldPath": ".containers",
+    },
+    {
+        "rule": "self.containers.all(c, !has(c.containerHostname) || "
+        "self.containers.filter(d, has(d.containerHostname) && "
+        "d.containerHostname == c.containerHostname).size() == 1)",
+        "message": "containers[].containerHostname values must be unique",
+        "fieldPath": ".containers",
+    },
+    {
+        "rule": "has(self.endpointName) == has(oldSelf.endpointName) && "
+        "(!has(self.endpointName) || self.endpointName == oldSelf.endpointName)",
+        "message": "endpointName is immutable: create a new object to get a new endpoint",
+        "fieldPath": ".endpointName",
+    },
+    {
+        "rule": "has(self.region) == has(oldSelf.region) && "
+        "(!has(self.region) || self.region == oldSelf.region)",
+        "message": "region is immutable: create a new object to get an endpoint in another region",
+        "fieldPath": ".region",
+    },
+]
+
+# Inside a CEL string literal every backslash of the regex is doubled.
+_CEL_TAG_PATTERN = TAG_PATTERN.replace("\\", "\\\\")
+_TAG_RULES: Any = [
+    {
+        "rule": f"self.all(k, size(k) >= 1 && size(k) <= 128 && k.matches('{_CEL_TAG_PATTERN}'))",
+        "message": f"tag keys must be 1-128 characters and {TAG_RULE}",
+    },
+    {
+        "rule": f"self.all(k, size(self[k]) <= 256 && self[k].matches('{_CEL_TAG_PATTERN}'))",
+        "message": f"tag values must be at most 256 characters and {TAG_RULE}",
+    },
+    {
+        "rule": "self.all(k, !k.startsWith('aws:') && !k.startsWith('sagemaker.mce.dev/'))",
+        "message": "tag keys must not start with 'aws:' or 'sagemaker.mce.dev/' (reserved)",
+    },
+]
+
+
+class MultiContainerEndpointSpec(_Model):
+    """The desired SageMaker multi-container endpoint."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _SPEC_RULES})
+
+    endpoint_name: SageMakerName | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="The SageMaker endpoint's name. Default: '<namespace>-<name>', made SageMaker-safe "
+        "(1-63 letters, digits, hyphens). Immutable.",
+    )
+    region: Region | None = Field(  # type: ignore[valid-type]
+        default=None, description="The AWS region of the endpoint. Default: the operator's region. Immutable."
+    )
+    execution_role_arn: RoleArn = Field(  # type: ignore[valid-type]
+        description="The IAM role SageMaker assumes to pull images and model data "
+        "(arn:aws:iam::<account>:role/<name>).",
+    )
+    mode: Mode = Field(
+        default=Mode.SERIAL,
+        description="Serial: an inference pipeline, each container's output is the next one's input. "
+        "Direct: callers invoke one container by its containerHostname. Maps to "
+        "InferenceExecutionConfig.Mode.",
+    )
+    containers: list[Container] = Field(
+        min_length=MIN_CONTAINERS,
+        max_length=MAX_CONTAINERS,
+        description=f"The containers of the model, {MIN_CONTAINERS} to {MAX_CONTAINERS}, in pipeline order.",
+    )
+    instance_type: InstanceType = Field(  # type: ignore[valid-type]
+        description="The ML instance type that hosts the endpoint, e.g. ml.m5.large."
+    )
+    initial_instance_count: int = Field(
+        default=1, ge=1, le=1000, description="How many instances serve the endpoint (at least 1)."
+    )
+    variant_name: VariantNameStr = Field(  # type: ignore[valid-type]
+        default="AllTraffic", description="The production variant's name."
+    )
+    volume_size_in_gb: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        alias="volumeSizeInGB",
+        description="The size of the ML storage volume attached to each instance, 1 to 512 GB.",
+    )
+    model_data_download_timeout_in_seconds: int | None = Field(
+        default=None, ge=60, le=3600, description="How long to wait for model data download, 60 to 3600 s."
+    )
+    container_startup_health_check_timeout_in_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=3600,
+        description="How long to wait for the containers' /ping to pass at startup, 60 to 3600 s.",
+    )
+    vpc_config: VpcConfig | None = Field(default=None, description="The VPC the containers run in.")
+    enable_network_isolation: bool = Field(
+        default=False, description="Run the containers without outbound network access."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"Tags for the model, endpoint config and endpoint, updated in place. At most "
+        f"{MAX_USER_TAGS}; keys 1-128 and values 0-256 characters; keys starting with 'aws:' or "
+        f"'{SYSTEM_TAG_PREFIX}' are reserved.",
+        json_schema_extra={"maxProperties": MAX_USER_TAGS, "x-kubernetes-validations": _TAG_RULES},
+    )
+    deletion_policy: DeletionPolicy = Field(
+        default=DeletionPolicy.DELETE,
+        description="Delete: deleting this object deletes the endpoint, its model and config. "
+        "Retain: they are kept in SageMaker.",
+    )
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> MultiContainerEndpointSpec:
+        hostnames: list[str | None] = [c.container_hostname for c in self.containers]
+        named: list[str] = [h for h in hostnames if h is not None]
+        if self.mode is Mode.DIRECT and len(named) != len(hostnames):
+            missing = [i for i, h in enumerate(hostnames) if h is None]
+            raise ValueError(
+                f"containers[{missing[0]}].containerHostname is required: every container needs one "
+                "when mode is Direct"
+            )
+        if self.mode is Mode.SERIAL and named and len(named) != len(hostnames):
+            raise ValueError(
+                "containers[].containerHostname must be set on all containers or on none in Serial mode"
+            )
+        duplicates = sorted({h for h in named if named.count(h) > 1})
+        if duplicates:
+            raise ValueError(
+                f"containers[].containerHostname values must be unique ({duplicates[0]!r} repeats)"
+            )
+        total = sum(len(k) + len(v) for c in self.containers for k, v in (c.environment or {}).items())
+        if total > ENVIRONMENT_TOTAL_LIMIT:
+            raise ValueError(
+                f"containers[].environment: all names and values together are {total} bytes; "
+                f"at most {ENVIRONMENT_TOTAL_LIMIT} are allowed"
+            )
+        if len(self.tags) > MAX_USER_TAGS:
+            raise ValueError(f"tags: {len(self.tags)} tags given; at most {MAX_USER_TAGS} are allowed")
+        for key, value in self.tags.items():
+            if not 1 <= len(key) <= 128 or not _check_tag_chars(key):
+                raise ValueError(f"tags: key {key!r} must be 1-128 characters and {TAG_RULE}")
+            if key.startswith(("aws:", SYSTEM_TAG_PREFIX)):
+                raise ValueError(f"tags: key {key!r} is reserved ('aws:' and '{SYSTEM_TAG_PREFIX}' prefixes)")
+            if len(value) > 256 or not _check_tag_chars(value):
+                raise ValueError(f"tags: value of {key!r} must be at most 256 characters and {TAG_RULE}")
+        return self
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="A CamelCase reason.")
+    message: str = Field(default="", description="What happened, and what to do about it.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed for."
+    )
+
+
+class LastDeployment(_Model):
+    """The operator's memory of its last CreateEndpoint/UpdateEndpoint, so a rolled-back update is
+    reported and not retried in a loop."""
+
+    endpoint_config_name: str = Field(
+        description="The endpoint config the operator asked SageMaker to deploy."
+    )
+    from_endpoint_config_name: str | None = Field(
+        default=None, description="The endpoint config the endpoint served when the update was sent."
+    )
+
+
+class MultiContainerEndpointStatus(_Model):
+    """What the operator observed and did."""
+
+    observed_generation: int | None = Field(default=None, description="The generation last reconciled.")
+    endpoint_name: str | None = Field(default=None, description="The SageMaker endpoint's name.")
+    endpoint_arn: str | None = Field(default=None, description="The SageMaker endpoint's ARN.")
+    endpoint_status: str | None = Field(
+        default=None, description="DescribeEndpoint's EndpointStatus, verbatim (InService, Creating, ...)."
+    )
+    model_name: str | None = Field(default=None, description="The model the endpoint should serve.")
+    endpoint_config_name: str | None = Field(
+        default=None, description="The endpoint config the endpoint should serve."
+    )
+    failure_reason: str | None = Field(
+        default=None, description="SageMaker's FailureReason, or the operator's own reason."
+    )
+    container_count: int | None = Field(
+        default=None, description="How many containers the desired model has (for kubectl get)."
+    )
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    last_deployment: LastDeployment | None = Field(
+        default=None, description="The last endpoint deployment the operator started."
+    )
+
+
+class MultiContainerEndpoint(_Model):
+    """A SageMaker multi-container endpoint (Serial inference pipeline or Direct invocation), with its
+    model and endpoint config, managed from Kubernetes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = Field(default=f"{GROUP}/{VERSION}")
+    kind: str = Field(default=KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: MultiContainerEndpointSpec
+    status: MultiContainerEndpointStatus | None = None
+
+
+class SpecError(ValueError):
+    """A spec that breaks a rule; ``messages`` name each field and rule."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in {"function-after[validate(), str]", "[key]"}:
+            continue
+        else:
+            path += f".{part}"
+    return path
+
+
+def parse_spec(raw: dict[str, Any]) -> MultiContainerEndpointSpec:
+    """Validate a raw ``spec`` and return the model; raise SpecError with one message per broken rule."""
+    try:
+        return MultiContainerEndpointSpec.model_validate(raw)
+    except ValidationError as error:
+        messages = []
+        for item in error.errors(include_url=False):
+            where = _location(tuple(item["loc"]))
+            text = str(item["msg"]).removeprefix("Value error, ")
+            if item["type"] == "missing":
+                text = "is required"
+            elif item["type"] == "extra_forbidden":
+                text = "is not a known field"
+            messages.append(f"{where}: {text}")
+        raise SpecError(messages) from None
