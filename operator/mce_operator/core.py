@@ -1,0 +1,626 @@
+"""The pure core: ``(desired spec, observed SageMaker state, memory) -> actions, status, when to look again``.
+
+No kopf, no boto3, no I/O. The same functions serve creation, change, resumption after a restart and
+periodic re-checks: they never ask what happened before, only what is there now (level-triggered).
+The one thing the world cannot tell us is whether an update to the desired config was already tried and
+rolled back — SageMaker returns the endpoint to InService on the old config, with a FailureReason that
+may later be empty — so that single fact is remembered in the object's status (``lastDeployment``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mce_operator import naming
+from mce_operator.api import DeletionPolicy, LastDeployment, MultiContainerEndpointSpec
+
+# SageMaker is changing the endpoint: any update or delete would be refused ("Cannot update in-progress").
+BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+# States in which SageMaker accepts UpdateEndpoint.
+UPDATABLE = frozenset({"InService", "UpdateRollbackFailed", "OutOfService"})
+
+# Condition reasons that mean "retrying cannot help until the spec changes".
+REASON_INVALID_SPEC = "InvalidSpec"
+REASON_REJECTED = "SageMakerRejected"
+REASON_ACCESS_DENIED = "AccessDenied"
+TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_REJECTED, REASON_ACCESS_DENIED})
+
+
+@dataclass(frozen=True)
+class Identity:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How soon to look again: often while SageMaker works, rarely when all is steady."""
+
+    busy: float = 10.0
+    steady: float = 300.0
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Everything the spec means in SageMaker terms, derived once per reconcile."""
+
+    identity: Identity
+    endpoint_name: str
+    region: str | None
+    model_name: str
+    config_name: str
+    model_request: Mapping[str, Any]
+    config_request: Mapping[str, Any]
+    tags: Mapping[str, str]
+    deletion_policy: DeletionPolicy
+    container_count: int
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """A SageMaker model or endpoint config, as listed, with its tags."""
+
+    name: str
+    arn: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ObservedEndpoint:
+    name: str
+    arn: str
+    status: str
+    config_name: str
+    failure_reason: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The SageMaker side: the endpoint (None if absent) and every model/config with this endpoint's
+    name prefix, whoever owns them."""
+
+    endpoint: ObservedEndpoint | None
+    models: Sequence[Tagged] = ()
+    configs: Sequence[Tagged] = ()
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the previous status remembers that SageMaker cannot tell."""
+
+    last_deployment: LastDeployment | None = None
+    # The message of a terminal failure recorded for the current generation: do not try again.
+    terminal_failure: str | None = None
+    terminal_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One SageMaker call: ``operation`` is the API name, ``params`` its boto3 keyword arguments."""
+
+    operation: str
+    name: str
+    params: Mapping[str, Any]
+    message: str
+
+
+@dataclass(frozen=True)
+class Cond:
+    status: bool
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """The status to publish."""
+
+    endpoint_name: str
+    endpoint_arn: str | None
+    endpoint_status: str | None
+    model_name: str
+    endpoint_config_name: str
+    failure_reason: str
+    ready: Cond
+    progressing: Cond
+    degraded: Cond
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+    report: Report
+    # Seconds until the next look; the timer's steady interval applies when the world is at rest.
+    requeue_after: float
+    # What to remember once the actions have succeeded (None: keep what is remembered).
+    last_deployment: LastDeployment | None = None
+    # Deletion only: nothing is left to do, the finalizer may go.
+    finished: bool = False
+    # Human-readable notes for events that are not SageMaker actions (e.g. a retained endpoint).
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- Building the desired state --------------------------------------------------------------------
+
+
+def _model_request(spec: MultiContainerEndpointSpec) -> dict[str, Any]:
+    containers = []
+    for container in spec.containers:
+        item: dict[str, Any] = {"Image": container.image}
+        if container.container_hostname is not None:
+            item["ContainerHostname"] = container.container_hostname
+        if container.model_data_url is not None:
+            item["ModelDataUrl"] = container.model_data_url
+        if container.environment:
+            item["Environment"] = dict(container.environment)
+        if container.image_config is not None:
+            item["ImageConfig"] = {
+                "RepositoryAccessMode": container.image_config.repository_access_mode.value
+            }
+        containers.append(item)
+    request: dict[str, Any] = {
+        "ExecutionRoleArn": spec.execution_role_arn,
+        "Containers": containers,
+        "InferenceExecutionConfig": {"Mode": spec.mode.value},
+        "EnableNetworkIsolation": spec.enable_network_isolation,
+    }
+    if spec.vpc_config is not None:
+        request["VpcConfig"] = {
+            "SecurityGroupIds": list(spec.vpc_config.security_group_ids),
+            "Subnets": list(spec.vpc_config.subnets),
+        }
+    return request
+
+
+def _variant(spec: MultiContainerEndpointSpec, model_name: str) -> dict[str, Any]:
+    variant: dict[str, Any] = {
+        "VariantName": spec.variant_name,
+        "ModelName": model_name,
+        "InstanceType": spec.instance_type,
+        "InitialInstanceCount": spec.initial_instance_count,
+        "InitialVariantWeight": 1.0,
+    }
+    optional = {
+        "VolumeSizeInGB": spec.volume_size_in_gb,
+        "ModelDataDownloadTimeoutInSeconds": spec.model_data_download_timeout_in_seconds,
+        "ContainerStartupHealthCheckTimeoutInSeconds": spec.container_startup_health_check_timeout_in_seconds,
+    }
+    variant.update({key: value for key, value in optional.items() if value is not None})
+    return variant
+
+
+def desired_state(spec: MultiContainerEndpointSpec, identity: Identity) -> Desired:
+    endpoint_name = spec.endpoint_name or naming.default_endpoint_name(identity.namespace, identity.name)
+    model_body = _model_request(spec)
+    model_name = naming.child_name(endpoint_name, model_body)
+    config_body = {"ProductionVariants": [_variant(spec, model_name)]}
+    config_name = naming.child_name(endpoint_name, config_body)
+    tags = {**spec.tags, **naming.ownership_tags(identity.namespace, identity.name, identity.uid)}
+    return Desired(
+        identity=identity,
+        endpoint_name=endpoint_name,
+        region=spec.region,
+        model_name=model_name,
+        config_name=config_name,
+        model_request={"ModelName": model_name, **model_body},
+        config_request={"EndpointConfigName": config_name, **config_body},
+        tags=tags,
+        deletion_policy=spec.deletion_policy,
+        container_count=len(spec.containers),
+    )
+
+
+# --- Small helpers ---------------------------------------------------------------------------------
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def _owned(desired: Desired, tags: Mapping[str, str]) -> bool:
+    identity = desired.identity
+    return naming.names_owner(tags, identity.namespace, identity.name, identity.uid)
+
+
+def _find(items: Sequence[Tagged], name: str) -> Tagged | None:
+    # SageMaker names are case-insensitive.
+    return next((item for item in items if item.name.lower() == name.lower()), None)
+
+
+def _create_model(desired: Desired) -> Action:
+    params = {**desired.model_request, "Tags": _tag_list(desired.tags)}
+    return Action("CreateModel", desired.model_name, params, f"Created model {desired.model_name}")
+
+
+def _create_config(desired: Desired) -> Action:
+    params = {**desired.config_request, "Tags": _tag_list(desired.tags)}
+    return Action(
+        "CreateEndpointConfig", desired.config_name, params, f"Created endpoint config {desired.config_name}"
+    )
+
+
+def _ensure_model_and_config(desired: Desired, observed: Observed) -> list[Action]:
+    actions = []
+    if _find(observed.models, desired.model_name) is None:
+        actions.append(_create_model(desired))
+    if _find(observed.configs, desired.config_name) is None:
+        actions.append(_create_config(desired))
+    return actions
+
+
+def _sync_tags(desired: Desired, arn: str, name: str, current: Mapping[str, str]) -> list[Action]:
+    """AddTags/DeleteTags so the resource carries exactly the desired tags (AWS's own ``aws:`` ones stay)."""
+    actions = []
+    wrong = {key: value for key, value in desired.tags.items() if current.get(key) != value}
+    if wrong:
+        keys = ", ".join(sorted(wrong))
+        actions.append(
+            Action("AddTags", name, {"ResourceArn": arn, "Tags": _tag_list(wrong)}, f"Tagged {name} ({keys})")
+        )
+    extra = sorted(key for key in current if key not in desired.tags and not key.startswith("aws:"))
+    if extra:
+        actions.append(
+            Action(
+                "DeleteTags",
+                name,
+                {"ResourceArn": arn, "TagKeys": extra},
+                f"Removed tags {', '.join(extra)} from {name}",
+            )
+        )
+    return actions
+
+
+def _not_owned(desired: Desired, what: str, name: str, tags: Mapping[str, str]) -> str | None:
+    if _owned(desired, tags):
+        return None
+    owner = tags.get(naming.TAG_NAMESPACE), tags.get(naming.TAG_NAME)
+    held_by = f"{owner[0]}/{owner[1]}" if all(owner) else "a resource not managed by this operator"
+    return (
+        f"SageMaker {what} {name!r} already exists and is owned by someone else ({held_by}); "
+        "it will not be changed or deleted. Choose another spec.endpointName, or delete it in SageMaker."
+    )
+
+
+def _cond(status: bool, reason: str, message: str = "") -> Cond:
+    return Cond(status, reason, message)
+
+
+def _report(
+    desired: Desired,
+    observed: Observed,
+    *,
+    ready: Cond,
+    progressing: Cond,
+    degraded: Cond,
+    endpoint_status: str | None = None,
+    failure_reason: str = "",
+) -> Report:
+    endpoint = observed.endpoint
+    return Report(
+        endpoint_name=desired.endpoint_name,
+        endpoint_arn=endpoint.arn if endpoint else None,
+        endpoint_status=endpoint_status
+        if endpoint_status is not None
+        else (endpoint.status if endpoint else None),
+        model_name=desired.model_name,
+        endpoint_config_name=desired.config_name,
+        failure_reason=failure_reason,
+        ready=ready,
+        progressing=progressing,
+        degraded=degraded,
+    )
+
+
+NOT_DEGRADED = _cond(False, "AsExpected")
+NOT_PROGRESSING = _cond(False, "Idle")
+
+
+# --- Reconcile -------------------------------------------------------------------------------------
+
+
+def reconcile(desired: Desired, observed: Observed, memory: Memory, timing: Timing = Timing()) -> Decision:
+    """The next step towards the desired endpoint."""
+    endpoint = observed.endpoint
+
+    conflicts = [
+        _not_owned(desired, "endpoint", endpoint.name, endpoint.tags) if endpoint else None,
+        *(
+            _not_owned(desired, what, item.name, item.tags)
+            for what, item in (
+                ("model", _find(observed.models, desired.model_name)),
+                ("endpoint config", _find(observed.configs, desired.config_name)),
+            )
+            if item is not None
+        ),
+    ]
+    conflict = next((message for message in conflicts if message), None)
+    if conflict:
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, "NotOwned", conflict),
+            progressing=NOT_PROGRESSING,
+            degraded=_cond(True, "NotOwned", conflict),
+            failure_reason=conflict,
+        )
+        return Decision((), report, timing.steady)
+
+    if memory.terminal_failure:
+        # SageMaker refused this spec (or access) for a reason retrying cannot fix: wait for a new spec.
+        reason = memory.terminal_reason or REASON_REJECTED
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, reason, memory.terminal_failure),
+            progressing=NOT_PROGRESSING,
+            degraded=_cond(True, reason, memory.terminal_failure),
+            failure_reason=memory.terminal_failure,
+        )
+        return Decision((), report, timing.steady)
+
+    if endpoint is None:
+        actions = [
+            *_ensure_model_and_config(desired, observed),
+            Action(
+                "CreateEndpoint",
+                desired.endpoint_name,
+                {
+                    "EndpointName": desired.endpoint_name,
+                    "EndpointConfigName": desired.config_name,
+                    "Tags": _tag_list(desired.tags),
+                },
+                f"Creating endpoint {desired.endpoint_name} with config {desired.config_name}",
+            ),
+        ]
+        message = f"Creating endpoint {desired.endpoint_name}"
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, "Creating", message),
+            progressing=_cond(True, "Creating", message),
+            degraded=NOT_DEGRADED,
+            endpoint_status="Creating",
+        )
+        return Decision(
+            tuple(actions),
+            report,
+            timing.busy,
+            last_deployment=LastDeployment(endpoint_config_name=desired.config_name),
+        )
+
+    if endpoint.status in BUSY:
+        message = f"SageMaker endpoint is {endpoint.status}; waiting"
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, endpoint.status, message),
+            progressing=_cond(True, endpoint.status, message),
+            degraded=NOT_DEGRADED,
+        )
+        return Decision((), report, timing.busy)
+
+    if endpoint.status == "Failed":
+        return _failed_endpoint(desired, observed, endpoint, timing)
+
+    if endpoint.config_name == desired.config_name:
+        return _on_desired_config(desired, observed, endpoint, timing)
+
+    return _on_other_config(desired, observed, endpoint, memory, timing)
+
+
+def _failed_endpoint(
+    desired: Desired, observed: Observed, endpoint: ObservedEndpoint, timing: Timing
+) -> Decision:
+    reason = endpoint.failure_reason or "no reason given"
+    if endpoint.config_name == desired.config_name:
+        # The spec SageMaker failed on is still the desired one: retrying it would fail the same way.
+        message = (
+            f"SageMaker endpoint {endpoint.name} failed: {reason}. Fix the cause and change the spec; "
+            "the operator will then delete and recreate the endpoint."
+        )
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, "EndpointFailed", message),
+            progressing=NOT_PROGRESSING,
+            degraded=_cond(True, "EndpointFailed", message),
+            failure_reason=reason,
+        )
+        return Decision((), report, timing.steady)
+    # A Failed endpoint accepts only DeleteEndpoint: delete it, then create it again with the new spec.
+    action = Action(
+        "DeleteEndpoint",
+        endpoint.name,
+        {"EndpointName": endpoint.name},
+        f"Deleting failed endpoint {endpoint.name} to recreate it with config {desired.config_name}",
+    )
+    message = f"Recreating failed endpoint {endpoint.name} with the new spec"
+    report = _report(
+        desired,
+        observed,
+        ready=_cond(False, "Recreating", message),
+        progressing=_cond(True, "Recreating", message),
+        degraded=NOT_DEGRADED,
+        endpoint_status="Deleting",
+    )
+    return Decision((action,), report, timing.busy)
+
+
+def _tag_actions(desired: Desired, observed: Observed, endpoint: ObservedEndpoint) -> list[Action]:
+    actions = _sync_tags(desired, endpoint.arn, endpoint.name, endpoint.tags)
+    for item in (_find(observed.models, desired.model_name), _find(observed.configs, desired.config_name)):
+        if item is not None:
+            actions += _sync_tags(desired, item.arn, item.name, item.tags)
+    return actions
+
+
+def _on_desired_config(
+    desired: Desired, observed: Observed, endpoint: ObservedEndpoint, timing: Timing
+) -> Decision:
+    actions = _tag_actions(desired, observed, endpoint)
+    if endpoint.status != "InService":
+        message = f"SageMaker endpoint is {endpoint.status} on the desired config"
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, endpoint.status, message),
+            progressing=NOT_PROGRESSING,
+            degraded=_cond(True, endpoint.status, message),
+            failure_reason=endpoint.failure_reason,
+        )
+        return Decision(tuple(actions), report, timing.busy)
+
+    # The endpoint serves the desired config: only now is it safe to remove what it used before
+    # (deleting a config or model still in use breaks SageMaker's own patching of the endpoint).
+    for item in observed.configs:
+        if item.name.lower() != desired.config_name.lower() and _owned(desired, item.tags):
+            actions.append(
+                Action(
+                    "DeleteEndpointConfig",
+                    item.name,
+                    {"EndpointConfigName": item.name},
+                    f"Deleted superseded endpoint config {item.name}",
+                )
+            )
+    for item in observed.models:
+        if item.name.lower() != desired.model_name.lower() and _owned(desired, item.tags):
+            actions.append(
+                Action(
+                    "DeleteModel",
+                    item.name,
+                    {"ModelName": item.name},
+                    f"Deleted superseded model {item.name}",
+                )
+            )
+    message = f"Endpoint {endpoint.name} is InService on {desired.config_name}"
+    report = _report(
+        desired,
+        observed,
+        ready=_cond(True, "InService", message),
+        progressing=NOT_PROGRESSING,
+        degraded=NOT_DEGRADED,
+    )
+    return Decision(tuple(actions), report, timing.busy if actions else timing.steady)
+
+
+def _on_other_config(
+    desired: Desired, observed: Observed, endpoint: ObservedEndpoint, memory: Memory, timing: Timing
+) -> Decision:
+    last = memory.last_deployment
+    rolled_back = (
+        last is not None
+        and last.endpoint_config_name == desired.config_name
+        and last.from_endpoint_config_name is not None
+        and last.from_endpoint_config_name.lower() == endpoint.config_name.lower()
+    )
+    if rolled_back:
+        # SageMaker tried the desired config and went back to the old one: report, do not loop.
+        reason = endpoint.failure_reason or "SageMaker gave no reason"
+        message = (
+            f"Updating endpoint {endpoint.name} to {desired.config_name} failed and SageMaker rolled back to "
+            f"{endpoint.config_name}: {reason}. Change the spec to try again."
+        )
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, "UpdateRolledBack", message),
+            progressing=NOT_PROGRESSING,
+            degraded=_cond(True, "UpdateRolledBack", message),
+            failure_reason=reason,
+        )
+        return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)
+
+    actions = [
+        *_ensure_model_and_config(desired, observed),
+        Action(
+            "UpdateEndpoint",
+            endpoint.name,
+            {"EndpointName": endpoint.name, "EndpointConfigName": desired.config_name},
+            f"Updating endpoint {endpoint.name} from {endpoint.config_name} to {desired.config_name}",
+        ),
+    ]
+    message = f"Updating endpoint {endpoint.name} to {desired.config_name}"
+    report = _report(
+        desired,
+        observed,
+        ready=_cond(False, "Updating", message),
+        progressing=_cond(True, "Updating", message),
+        degraded=NOT_DEGRADED,
+        endpoint_status="Updating",
+    )
+    deployment = LastDeployment(
+        endpoint_config_name=desired.config_name, from_endpoint_config_name=endpoint.config_name
+    )
+    return Decision(tuple(actions), report, timing.busy, last_deployment=deployment)
+
+
+# --- Deletion --------------------------------------------------------------------------------------
+
+
+def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) -> Decision:
+    """The next step of deleting the object's SageMaker resources (or of leaving them, with Retain)."""
+    endpoint = observed.endpoint
+    idle = NOT_PROGRESSING
+    if desired.deletion_policy is DeletionPolicy.RETAIN:
+        note = (
+            f"Retained SageMaker endpoint {desired.endpoint_name} with its model and endpoint config "
+            "(deletionPolicy: Retain)"
+        )
+        report = _report(
+            desired, observed, ready=_cond(False, "Retained", note), progressing=idle, degraded=NOT_DEGRADED
+        )
+        return Decision((), report, timing.busy, finished=True, notes=(note,))
+
+    if endpoint is not None and _owned(desired, endpoint.tags):
+        if endpoint.status in BUSY:
+            message = f"Waiting for SageMaker endpoint to leave {endpoint.status} before deleting it"
+            report = _report(
+                desired,
+                observed,
+                ready=_cond(False, "Deleting", message),
+                progressing=_cond(True, "Deleting", message),
+                degraded=NOT_DEGRADED,
+            )
+            return Decision((), report, timing.busy)
+        action = Action(
+            "DeleteEndpoint",
+            endpoint.name,
+            {"EndpointName": endpoint.name},
+            f"Deleting endpoint {endpoint.name}",
+        )
+        message = f"Deleting endpoint {endpoint.name}"
+        report = _report(
+            desired,
+            observed,
+            ready=_cond(False, "Deleting", message),
+            progressing=_cond(True, "Deleting", message),
+            degraded=NOT_DEGRADED,
+            endpoint_status="Deleting",
+        )
+        return Decision((action,), report, timing.busy)
+
+    # The endpoint is gone (or was never ours): remove the configs and models this object owns.
+    actions = [
+        Action(
+            "DeleteEndpointConfig",
+            item.name,
+            {"EndpointConfigName": item.name},
+            f"Deleted endpoint config {item.name}",
+        )
+        for item in observed.configs
+        if _owned(desired, item.tags)
+    ] + [
+        Action("DeleteModel", item.name, {"ModelName": item.name}, f"Deleted model {item.name}")
+        for item in observed.models
+        if _owned(desired, item.tags)
+    ]
+    message = "Deleted the SageMaker endpoint, its endpoint configs and models"
+    report = _report(
+        desired, observed, ready=_cond(False, "Deleted", message), progressing=idle, degraded=NOT_DEGRADED
+    )
+    return Decision(tuple(actions), report, timing.busy, finished=True)

@@ -1,0 +1,65 @@
+"""The one table that says what a SageMaker error means for the reconciler.
+
+- TERMINAL: retrying the same spec cannot help (SageMaker rejected the request, or the operator may not
+  do it). The object goes Degraded and is not retried until its spec changes.
+- RETRY: transient (throttling, 5xx, an endpoint busy with another change, a network failure): look
+  again after a delay.
+- NOT_FOUND: the resource is not there; for a delete that is success, for a describe it is absence.
+- EXISTS: a create found the name taken — by our own earlier call that crashed before it was recorded,
+  or by someone else; the next observation tells which (ownership tags).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    TERMINAL = "terminal"
+    RETRY = "retry"
+    NOT_FOUND = "not-found"
+    EXISTS = "exists"
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    # A substring of the message that must be present; "" matches any message.
+    message: str
+    kind: ErrorKind
+    reason: str
+
+
+# First match wins. Codes are botocore's ``Error.Code``; messages are SageMaker's own texts.
+TABLE: tuple[Rule, ...] = (
+    Rule("ValidationException", "Could not find", ErrorKind.NOT_FOUND, "NotFound"),
+    Rule("ValidationException", "Cannot create already existing", ErrorKind.EXISTS, "AlreadyExists"),
+    Rule("ValidationException", "Cannot update in-progress", ErrorKind.RETRY, "EndpointBusy"),
+    Rule("ValidationException", "", ErrorKind.TERMINAL, "SageMakerRejected"),
+    Rule("ResourceNotFound", "", ErrorKind.NOT_FOUND, "NotFound"),
+    Rule("ResourceInUse", "", ErrorKind.RETRY, "ResourceInUse"),
+    Rule("ResourceLimitExceeded", "", ErrorKind.TERMINAL, "SageMakerRejected"),
+    Rule("AccessDeniedException", "", ErrorKind.TERMINAL, "AccessDenied"),
+    Rule("AccessDenied", "", ErrorKind.TERMINAL, "AccessDenied"),
+    Rule("UnrecognizedClientException", "", ErrorKind.TERMINAL, "AccessDenied"),
+    Rule("InvalidClientTokenId", "", ErrorKind.TERMINAL, "AccessDenied"),
+    Rule("ThrottlingException", "", ErrorKind.RETRY, "Throttled"),
+    Rule("Throttling", "", ErrorKind.RETRY, "Throttled"),
+    Rule("TooManyRequestsException", "", ErrorKind.RETRY, "Throttled"),
+    Rule("RequestLimitExceeded", "", ErrorKind.RETRY, "Throttled"),
+    Rule("InternalFailure", "", ErrorKind.RETRY, "SageMakerUnavailable"),
+    Rule("ServiceUnavailable", "", ErrorKind.RETRY, "SageMakerUnavailable"),
+    Rule("ExpiredTokenException", "", ErrorKind.RETRY, "CredentialsExpired"),
+)
+
+# Anything not in the table (a new code, a network error) is assumed transient: retrying is cheap and
+# every call is safe to repeat, while a wrong "terminal" would strand the object.
+DEFAULT = Rule("", "", ErrorKind.RETRY, "SageMakerError")
+
+
+def classify(code: str, message: str) -> Rule:
+    for rule in TABLE:
+        if rule.code == code and rule.message in message:
+            return rule
+    return DEFAULT

@@ -1,0 +1,219 @@
+"""The SageMaker adapter: observes with Describe/List calls and carries out the core's actions with boto3.
+
+It decides nothing. Clients use botocore's ``standard`` retry mode (throttles and 5xx are retried with
+backoff inside one call), and a process-wide token bucket spaces every HTTP attempt so that many objects
+reconciling at once stay under SageMaker's API quotas. ``AWS_ENDPOINT_URL_SAGEMAKER`` and the rest of
+boto3's configuration chain (credentials, region) are honoured as boto3 does.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from mce_operator import naming
+from mce_operator.core import Action, Desired, Observed, ObservedEndpoint, Tagged
+from mce_operator.errors import ErrorKind, Rule, classify
+
+
+class SageMakerError(Exception):
+    """A SageMaker call failed; ``rule`` says what that means (terminal, retry, not found, exists)."""
+
+    def __init__(self, operation: str, name: str, code: str, message: str) -> None:
+        self.operation = operation
+        self.name = name
+        self.code = code
+        self.message = message
+        self.rule: Rule = classify(code, message)
+        super().__init__(f"{operation} {name}: {code}: {message}")
+
+    @property
+    def kind(self) -> ErrorKind:
+        return self.rule.kind
+
+
+class RateLimiter:
+    """A token bucket shared by all clients of the process (thread-safe: kopf runs sync handlers in
+    threads)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+@dataclass(frozen=True)
+class SageMakerSettings:
+    region: str | None = None
+    # None: boto3's own resolution (AWS_ENDPOINT_URL_SAGEMAKER, config files, the public endpoint).
+    endpoint_url: str | None = None
+    max_attempts: int = 5
+    calls_per_second: float = 10.0
+    burst: int = 20
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+
+def _error(operation: str, name: str, error: Exception) -> SageMakerError:
+    if isinstance(error, botocore.exceptions.ClientError):
+        details = error.response.get("Error", {})
+        return SageMakerError(operation, name, str(details.get("Code", "")), str(details.get("Message", "")))
+    return SageMakerError(operation, name, type(error).__name__, str(error))
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def _method(operation: str) -> str:
+    return _CAMEL.sub("_", operation).lower()
+
+
+class SageMaker:
+    def __init__(self, settings: SageMakerSettings = SageMakerSettings(), session: Any = None) -> None:
+        self.settings = settings
+        self._session = session or boto3.session.Session()
+        self._limiter = RateLimiter(settings.calls_per_second, settings.burst)
+        self._clients: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, region: str | None) -> Any:
+        region = region or self.settings.region
+        with self._lock:
+            if region not in self._clients:
+                config = botocore.config.Config(
+                    retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+                    connect_timeout=self.settings.connect_timeout,
+                    read_timeout=self.settings.read_timeout,
+                    user_agent_extra="mce-operator",
+                )
+                client = self._session.client(
+                    "sagemaker", region_name=region, endpoint_url=self.settings.endpoint_url, config=config
+                )
+                client.meta.events.register("before-send.sagemaker", self._before_send)
+                self._clients[region] = client
+            return self._clients[region]
+
+    def _before_send(self, **_: Any) -> None:
+        # Every HTTP attempt, retries included, takes a token: retries count against the quota too.
+        self._limiter.acquire()
+
+    def _call(self, client: Any, operation: str, name: str, **params: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = getattr(client, _method(operation))(**params)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            raise _error(operation, name, error) from error
+        return result
+
+    # --- observing ------------------------------------------------------------------------------
+
+    def _tags(self, client: Any, arn: str, name: str) -> dict[str, str] | None:
+        tags: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"ResourceArn": arn, "MaxResults": 100}
+            if token:
+                params["NextToken"] = token
+            try:
+                page = self._call(client, "ListTags", name, **params)
+            except SageMakerError as error:
+                if error.kind is ErrorKind.NOT_FOUND:
+                    return None
+                raise
+            tags.update({item["Key"]: item["Value"] for item in page.get("Tags", [])})
+            token = page.get("NextToken")
+            if not token:
+                return tags
+
+    def _list(self, client: Any, operation: str, key: str, endpoint_name: str) -> Iterator[tuple[str, str]]:
+        prefix = naming.name_prefix(endpoint_name)
+        token: str | None = None
+        name_key, arn_key = key.removesuffix("s") + "Name", key.removesuffix("s") + "Arn"
+        while True:
+            params: dict[str, Any] = {"NameContains": prefix, "MaxResults": 100}
+            if token:
+                params["NextToken"] = token
+            page = self._call(client, operation, prefix, **params)
+            for item in page.get(key, []):
+                if naming.is_child_name(endpoint_name, item[name_key]):
+                    yield item[name_key], item[arn_key]
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def _tagged(self, client: Any, operation: str, key: str, endpoint_name: str) -> list[Tagged]:
+        found = []
+        for name, arn in self._list(client, operation, key, endpoint_name):
+            tags = self._tags(client, arn, name)
+            if tags is not None:
+                found.append(Tagged(name=name, arn=arn, tags=tags))
+        return found
+
+    def observe(self, desired: Desired) -> Observed:
+        client = self.client(desired.region)
+        endpoint: ObservedEndpoint | None = None
+        try:
+            described = self._call(
+                client, "DescribeEndpoint", desired.endpoint_name, EndpointName=desired.endpoint_name
+            )
+        except SageMakerError as error:
+            if error.kind is not ErrorKind.NOT_FOUND:
+                raise
+        else:
+            tags = self._tags(client, described["EndpointArn"], desired.endpoint_name)
+            if tags is not None:
+                endpoint = ObservedEndpoint(
+                    name=described["EndpointName"],
+                    arn=described["EndpointArn"],
+                    status=described["EndpointStatus"],
+                    config_name=described.get("EndpointConfigName", ""),
+                    failure_reason=described.get("FailureReason", "") or "",
+                    tags=tags,
+                )
+        return Observed(
+            endpoint=endpoint,
+            models=self._tagged(client, "ListModels", "Models", desired.endpoint_name),
+            configs=self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name),
+        )
+
+    # --- acting ---------------------------------------------------------------------------------
+
+    def execute(self, region: str | None, action: Action) -> None:
+        """Carry out one action. Repeating it after a crash is safe: a create that finds its own name
+        taken and a delete that finds nothing both count as done."""
+        client = self.client(region)
+        try:
+            self._call(client, action.operation, action.name, **dict(action.params))
+        except SageMakerError as error:
+            if error.kind is ErrorKind.NOT_FOUND and action.operation.startswith("Delete"):
+                return
+            if error.kind is ErrorKind.EXISTS and action.operation.startswith("Create"):
+                return
+            raise
+
+    def describe(self, region: str | None, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A read for tools (the demo, kubectl-mce)."""
+        return self._call(self.client(region), operation, str(next(iter(params.values()), "")), **params)
