@@ -1,0 +1,418 @@
+"""kopf wiring — the only module that imports kopf.
+
+Each handler parses the object, observes SageMaker, asks the core what to do, does it, and writes status.
+The same ``_reconcile`` serves create, update, resume and the timer: nothing here asks which of them
+it is. While SageMaker is busy the change handlers raise ``TemporaryError(delay=...)`` so kopf looks
+again soon; once the endpoint is steady the timer re-checks for drift at a slow pace. The timer fires
+often but does nothing (no SageMaker call, no Kubernetes write) until the object's next check is due.
+
+Handlers are sync functions: boto3 is blocking, and kopf runs sync handlers in a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from mce_operator import api, core, naming
+from mce_operator.errors import ErrorKind
+from mce_operator.sagemaker import SageMaker, SageMakerError
+
+RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+FINALIZER = f"{api.GROUP}/finalizer"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Operator-wide settings, put into kopf's memo by whoever starts the operator."""
+
+    timing: core.Timing = field(default_factory=core.Timing)
+    # How often the timer wakes up to see whether an object's next check is due.
+    tick: float = 5.0
+    peering: str | None = None
+    # A kopf.ConnectionInfo's fields, for an API server kopf cannot find by itself (tests, the demo).
+    connection: Mapping[str, Any] | None = None
+    max_workers: int = 20
+    watch_server_timeout: float = 300.0
+
+
+def _config(memo: Any) -> OperatorConfig:
+    config = getattr(memo, "config", None)
+    return config if isinstance(config, OperatorConfig) else OperatorConfig()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = _config(memo)
+    # Everything the operator stores on objects is named after its API group, not kopf's defaults.
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=api.GROUP, key="last-handled-configuration"
+    )
+    # Several replicas may run; with a peering object only the one with the highest priority acts.
+    if config.peering:
+        settings.peering.name = config.peering
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+    # Ask the API server to end watches regularly, so a silently dropped connection is noticed.
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_server_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.INFO
+    settings.posting.loggers = False  # Events are posted explicitly, one per SageMaker action or failure.
+    settings.execution.max_workers = config.max_workers
+    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    if not hasattr(memo, "sagemaker"):
+        memo.sagemaker = SageMaker()
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    connection = _config(memo).connection
+    if connection:
+        return kopf.ConnectionInfo(**connection)
+    return kopf.login_via_client(logger=logger, **kwargs) or kopf.login_with_service_account(
+        logger=logger, **kwargs
+    )
+
+
+# --- status ----------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conditions(previous: list[dict[str, Any]], report: core.Report, generation: int) -> list[dict[str, Any]]:
+    """Ready/Progressing/Degraded, keeping lastTransitionTime while a condition's status holds."""
+    old = {item.get("type"): item for item in previous}
+    result = []
+    for kind, cond in (
+        ("Ready", report.ready),
+        ("Progressing", report.progressing),
+        ("Degraded", report.degraded),
+    ):
+        status = "True" if cond.status else "False"
+        before = old.get(kind, {})
+        since = before.get("lastTransitionTime") if before.get("status") == status else None
+        result.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or _now(),
+                "observedGeneration": generation,
+            }
+        )
+    return result
+
+
+def _status(
+    current: Mapping[str, Any],
+    report: core.Report,
+    generation: int,
+    container_count: int | None,
+    last_deployment: api.LastDeployment | None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "endpointName": report.endpoint_name,
+        "endpointArn": report.endpoint_arn,
+        "endpointStatus": report.endpoint_status,
+        "modelName": report.model_name or None,
+        "endpointConfigName": report.endpoint_config_name or None,
+        "failureReason": report.failure_reason,
+        "containerCount": container_count,
+        "conditions": _conditions(list(current.get("conditions") or []), report, generation),
+    }
+    if last_deployment is not None:
+        status["lastDeployment"] = last_deployment.model_dump(by_alias=True, exclude_none=True)
+    return status
+
+
+def _write_status(patch: kopf.Patch, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Patch only what changed, so a steady object causes no Kubernetes write at all."""
+    changed = False
+    for key, value in new.items():
+        if current.get(key) != value:
+            patch.status[key] = value
+            changed = True
+    return changed
+
+
+# --- memory ----------------------------------------------------------------------------------------
+
+
+def _memory(status: Mapping[str, Any], generation: int) -> core.Memory:
+    last = status.get("lastDeployment")
+    deployment = api.LastDeployment.model_validate(last) if isinstance(last, dict) else None
+    for item in status.get("conditions") or []:
+        terminal = (
+            item.get("type") == "Degraded"
+            and item.get("status") == "True"
+            and item.get("reason") in core.TERMINAL_REASONS
+            and item.get("observedGeneration") == generation
+        )
+        if terminal:
+            return core.Memory(
+                deployment, terminal_failure=item.get("message"), terminal_reason=item.get("reason")
+            )
+    return core.Memory(deployment)
+
+
+class _ObjectState:
+    """Per-object, in-process: serialises handler and timer, and says when the next check is due."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_check = 0.0
+
+
+def _state(memo: Any) -> _ObjectState:
+    # kopf gives every object its own shallow copy of the operator's memo.
+    state = getattr(memo, "object_state", None)
+    if not isinstance(state, _ObjectState):
+        state = _ObjectState()
+        memo.object_state = state
+    return state
+
+
+# --- the reconcile ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    delay: float
+    busy: bool
+    finished: bool = False
+
+
+def _identity(meta: Mapping[str, Any]) -> core.Identity:
+    return core.Identity(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 1),
+    )
+
+
+def _invalid(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    status: Mapping[str, Any],
+    identity: core.Identity,
+    error: api.SpecError,
+) -> None:
+    message = "The spec is invalid: " + "; ".join(error.messages)
+    bad = core.Cond(True, core.REASON_INVALID_SPEC, message)
+    report = core.Report(
+        endpoint_name=str(status.get("endpointName") or ""),
+        endpoint_arn=status.get("endpointArn"),
+        endpoint_status=status.get("endpointStatus"),
+        model_name="",
+        endpoint_config_name="",
+        failure_reason=message,
+        ready=core.Cond(False, core.REASON_INVALID_SPEC, message),
+        progressing=core.NOT_PROGRESSING,
+        degraded=bad,
+    )
+    if _write_status(patch, status, _status(status, report, identity.generation, None, None)):
+        kopf.warn(body, reason=core.REASON_INVALID_SPEC, message=message)
+
+
+def _act(
+    body: kopf.Body,
+    sagemaker: SageMaker,
+    desired: core.Desired,
+    decision: core.Decision,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> SageMakerError | None:
+    for action in decision.actions:
+        try:
+            sagemaker.execute(desired.region, action)
+        except SageMakerError as error:
+            logger.warning(
+                f"SageMaker {action.operation} {action.name} failed: {error.code}: {error.message}"
+            )
+            kopf.warn(body, reason=f"{action.operation}Failed", message=f"{error.code}: {error.message}")
+            return error
+        logger.info(action.message)
+        kopf.info(body, reason=action.operation, message=action.message)
+    return None
+
+
+def _reconcile(
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> _Outcome:
+    config = _config(memo)
+    timing = config.timing
+    identity = _identity(meta)
+    try:
+        parsed = api.parse_spec(dict(spec))
+    except api.SpecError as error:
+        _invalid(body, patch, status, identity, error)
+        return _Outcome(timing.steady, busy=False)
+
+    desired = core.desired_state(parsed, identity)
+    sagemaker: SageMaker = memo.sagemaker
+    memory = _memory(status, identity.generation)
+    try:
+        observed = sagemaker.observe(desired)
+    except SageMakerError as observe_error:
+        logger.warning(f"Could not observe SageMaker: {observe_error}")
+        return _Outcome(timing.busy, busy=True)
+
+    decision = core.reconcile(desired, observed, memory, timing)
+    failure = _act(body, sagemaker, desired, decision, logger)
+    report, last_deployment = decision.report, memory.last_deployment
+    delay, busy = decision.requeue_after, decision.requeue_after < timing.steady
+    if failure is None:
+        last_deployment = decision.last_deployment or last_deployment
+    elif failure.kind is ErrorKind.TERMINAL:
+        message = (
+            f"SageMaker refused {failure.operation} {failure.name}: {failure.code}: {failure.message}. "
+            "Fix the spec (or the operator's permissions); it is retried when the spec changes."
+        )
+        terminal = core.Cond(True, failure.rule.reason, message)
+        report = core.Report(
+            **{
+                **report.__dict__,
+                "ready": core.Cond(False, failure.rule.reason, message),
+                "progressing": core.NOT_PROGRESSING,
+                "degraded": terminal,
+                "failure_reason": message,
+                "endpoint_status": observed.endpoint.status if observed.endpoint else None,
+            }
+        )
+        delay, busy = timing.steady, False
+    else:
+        report = core.Report(
+            **{
+                **report.__dict__,
+                "endpoint_status": observed.endpoint.status if observed.endpoint else None,
+                "failure_reason": f"{failure.code}: {failure.message} (retrying)",
+            }
+        )
+        delay, busy = timing.busy, True
+
+    new_status = _status(status, report, identity.generation, desired.container_count, last_deployment)
+    _write_status(patch, status, new_status)
+    return _Outcome(delay, busy=busy)
+
+
+def _run_guarded(memo: Any, run: Any) -> _Outcome:
+    state = _state(memo)
+    with state.lock:
+        outcome: _Outcome = run()
+        state.next_check = time.monotonic() + outcome.delay
+        return outcome
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    outcome = _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    if outcome.busy:
+        raise kopf.TemporaryError("SageMaker is still working; looking again", delay=outcome.delay)
+
+
+@kopf.timer(*RESOURCE, interval=OperatorConfig().tick, initial_delay=1.0)
+def recheck(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Drift detection: out-of-band deletions and changes are repaired on the next due check."""
+    state = _state(memo)
+    if meta.get("deletionTimestamp") or time.monotonic() < state.next_check:
+        return
+    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+
+
+@kopf.on.delete(*RESOURCE)
+def delete(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    config = _config(memo)
+    identity = _identity(meta)
+    desired = _deletion_target(spec, identity)
+    sagemaker: SageMaker = memo.sagemaker
+    with _state(memo).lock:
+        try:
+            observed = sagemaker.observe(desired)
+        except SageMakerError as error:
+            raise kopf.TemporaryError(
+                f"Could not observe SageMaker: {error}", delay=config.timing.busy
+            ) from error
+        decision = core.finalize(desired, observed, config.timing)
+        for note in decision.notes:
+            logger.info(note)
+            kopf.info(body, reason="Retained", message=note)
+        failure = _act(body, sagemaker, desired, decision, logger)
+        new_status = _status(status, decision.report, identity.generation, None, None)
+        _write_status(patch, status, new_status)
+    if failure is not None:
+        raise kopf.TemporaryError(f"Deleting: {failure}", delay=config.timing.busy)
+    if not decision.finished:
+        raise kopf.TemporaryError(
+            "Waiting for SageMaker to delete the endpoint", delay=decision.requeue_after
+        )
+
+
+def _deletion_target(spec: Mapping[str, Any], identity: core.Identity) -> core.Desired:
+    """What to delete, even when the spec no longer validates: only the endpoint name and policy matter."""
+    try:
+        return core.desired_state(api.parse_spec(dict(spec)), identity)
+    except api.SpecError:
+        name = spec.get("endpointName") or naming.default_endpoint_name(identity.namespace, identity.name)
+        policy = api.DeletionPolicy(spec.get("deletionPolicy") or api.DeletionPolicy.DELETE.value)
+        return core.Desired(
+            identity=identity,
+            endpoint_name=str(name),
+            region=spec.get("region"),
+            model_name="",
+            config_name="",
+            model_request={},
+            config_request={},
+            tags=naming.ownership_tags(identity.namespace, identity.name, identity.uid),
+            deletion_policy=policy,
+            container_count=0,
+        )
