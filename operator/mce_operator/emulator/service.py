@@ -1,0 +1,314 @@
+"""The emulated service behind the HTTP server: one lock around the state, the faults and the call log."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ServiceError, runtime_validation, server_error, throttling
+from .faults import Fault, FaultSet
+from .runtime import MAX_BODY, Invocation, choose_variant, run
+from .state import OPERATIONS, Delays, Json, SageMakerState, operation_method
+from .validation import ShapeValidator
+
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_DELAY = 0.5
+SERVING = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
+_NAME_MEMBERS = ("EndpointName", "EndpointConfigName", "ModelName", "ResourceArn")
+
+_validators: dict[str, ShapeValidator] = {}
+_validators_lock = threading.Lock()
+
+
+def shared_validator() -> ShapeValidator:
+    """Loading botocore's SageMaker model takes a while: load it once per process."""
+    with _validators_lock:
+        if "sagemaker" not in _validators:
+            _validators["sagemaker"] = ShapeValidator("sagemaker")
+        return _validators["sagemaker"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as the emulator saw it: ``outcome`` is "ok" or the error code answered."""
+
+    operation: str
+    name: str | None
+    time: float
+    outcome: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Service:
+    """An emulated SageMaker account and region: control plane, runtime, faults, call log."""
+
+    def __init__(
+        self,
+        *,
+        account: str = DEFAULT_ACCOUNT,
+        region: str = DEFAULT_REGION,
+        delay: float = DEFAULT_DELAY,
+        create_delay: float | None = None,
+        update_delay: float | None = None,
+        delete_delay: float | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
+        max_calls: int = 1_000_000,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.account = account
+        self.region = region
+        self.clock = clock
+        self.delays = Delays()
+        self.set_delay(delay, create=create_delay, update=update_delay, delete=delete_delay)
+        self._faults = FaultSet(seed)
+        self._rng = random.Random(seed)
+        self._calls: deque[Call] = deque(maxlen=max_calls)
+        self.validator = shared_validator()
+        self.state = self._new_state()
+
+    def _new_state(self) -> SageMakerState:
+        return SageMakerState(
+            account=self.account,
+            region=self.region,
+            delays=self.delays,
+            faults=self._faults,
+            clock=self.clock,
+        )
+
+    # -- serving ------------------------------------------------------------------------------------------
+
+    def _record(self, operation: str, name: str | None, outcome: str) -> None:
+        self._calls.append(Call(operation, name, self.clock(), outcome))
+
+    def _admit(self, operation: str, name: str | None) -> None:
+        """Latency, throttling and server errors injected for this call (sleeping outside the lock)."""
+        with self.lock:
+            latency = self._faults.latency(operation)
+        if latency:
+            time.sleep(latency)
+        with self.lock:
+            fault = self._faults.call_error(operation)
+            if fault is not None:
+                error = throttling() if fault.kind == "throttle" else server_error(fault.status)
+                self._record(operation, name, error.code)
+                raise error
+
+    def control(self, operation: str, body: Any) -> Json:
+        """Serve one control-plane call; raises ServiceError with SageMaker's code and text."""
+        name = None
+        if isinstance(body, Mapping):
+            name = next((str(body[m]) for m in _NAME_MEMBERS if isinstance(body.get(m), str)), None)
+        if operation not in OPERATIONS:
+            known = self.validator.has_operation(operation)
+            error = ServiceError(
+                "UnknownOperationException",
+                f"The operation {operation} is not supported by the mce-emulator."
+                if known
+                else f"Unknown operation {operation}.",
+            )
+            with self.lock:
+                self._record(operation, name, error.code)
+            raise error
+        self._admit(operation, name)
+        with self.lock:
+            try:
+                if not isinstance(body, dict):
+                    raise ServiceError("SerializationException", "The request body must be a JSON object.")
+                self.validator.validate(operation, body)
+                self.state.tick()
+                result: Json = getattr(self.state, operation_method(operation))(body)
+            except ServiceError as error:
+                self._record(operation, name, error.code)
+                raise
+            self._record(operation, name, "ok")
+            return result
+
+    def invoke(
+        self,
+        endpoint_name: str,
+        body: bytes,
+        *,
+        content_type: str | None = None,
+        target_container: str | None = None,
+        target_variant: str | None = None,
+    ) -> Invocation:
+        """Serve one InvokeEndpoint call; raises ServiceError (ValidationError, ModelError...)."""
+        operation = "InvokeEndpoint"
+        self._admit(operation, endpoint_name)
+        try:
+            with self.lock:
+                self.state.tick()
+                endpoint = self.state.endpoints.get(endpoint_name.lower())
+                if endpoint is None:
+                    raise runtime_validation(f"Endpoint {endpoint_name} of account {self.account} not found.")
+                if endpoint.status not in SERVING or not endpoint.variants:
+                    raise runtime_validation(
+                        f"Endpoint {endpoint.name} of account {self.account} is not in service "
+                        f"(status: {endpoint.status})."
+                    )
+                if len(body) > MAX_BODY:
+                    raise runtime_validation(f"Request body exceeds the maximum size of {MAX_BODY} bytes.")
+                variant = choose_variant(endpoint.variants, target_variant, endpoint.name, self._rng)
+            # The variant is a deployment snapshot that no later call mutates in place except its weights.
+            result = run(endpoint.name, variant, target_container, body, content_type)
+        except ServiceError as error:
+            with self.lock:
+                self._record(operation, endpoint_name, error.code)
+            raise
+        with self.lock:
+            self._record(operation, endpoint_name, "ok")
+        return result
+
+    # -- faults -------------------------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self.lock:
+            return self._faults.add(fault)
+
+    def throttle(
+        self, rate: float = 0.0, *, count: int | None = None, operations: Iterable[str] | None = None
+    ) -> Fault:
+        """Answer ThrottlingException ("Rate exceeded") to the next ``count`` calls or a ``rate`` share."""
+        return self.add_fault(Fault("throttle", rate=rate, count=count, operations=_ops(operations)))
+
+    def server_error(
+        self,
+        status: int = 500,
+        *,
+        rate: float = 0.0,
+        count: int | None = None,
+        operations: Iterable[str] | None = None,
+    ) -> Fault:
+        """Answer InternalFailure (500) or ServiceUnavailable (503) to the next ``count`` calls or a
+        ``rate`` share of them."""
+        return self.add_fault(
+            Fault("server_error", rate=rate, count=count, status=status, operations=_ops(operations))
+        )
+
+    def add_latency(self, seconds: float, *, operations: Iterable[str] | None = None) -> Fault:
+        return self.add_fault(Fault("latency", seconds=seconds, operations=_ops(operations)))
+
+    def fail_endpoint_creation(
+        self, endpoint: str = "*", *, reason: str, config: str | None = None, count: int | None = None
+    ) -> Fault:
+        """Endpoints created with a name matching the glob ``endpoint`` (and a config matching ``config``) end
+        Failed with ``reason``."""
+        return self.add_fault(
+            Fault("fail_create", endpoint=endpoint, config=config, reason=reason, count=count)
+        )
+
+    def fail_endpoint_update(
+        self, endpoint: str = "*", *, reason: str, config: str | None = None, count: int | None = None
+    ) -> Fault:
+        """Updates of matching endpoints (to a config matching ``config``) return InService on the old config
+        with ``reason`` as FailureReason."""
+        return self.add_fault(
+            Fault("fail_update", endpoint=endpoint, config=config, reason=reason, count=count)
+        )
+
+    def remove_fault(self, fault: Fault | int) -> bool:
+        with self.lock:
+            return self._faults.remove(fault if isinstance(fault, int) else fault.id)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    @property
+    def faults(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return self._faults.describe()
+
+    # -- the call log -------------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        with self.lock:
+            return list(self._calls)
+
+    def calls_to(self, operation: str | None = None, name: str | None = None) -> list[Call]:
+        return [
+            c
+            for c in self.calls
+            if (operation is None or c.operation == operation)
+            and (name is None or (c.name is not None and c.name.lower() == name.lower()))
+        ]
+
+    def clear_calls(self) -> None:
+        with self.lock:
+            self._calls.clear()
+
+    # -- state, out of band -------------------------------------------------------------------------------
+
+    def set_delay(
+        self,
+        delay: float | None = None,
+        *,
+        create: float | None = None,
+        update: float | None = None,
+        delete: float | None = None,
+    ) -> None:
+        """How long endpoints stay Creating, Updating (also for weights) and Deleting."""
+        with self.lock:
+            for phase, value in (("create", create), ("update", update), ("delete", delete)):
+                chosen = value if value is not None else delay
+                if chosen is not None:
+                    if chosen < 0:
+                        raise ValueError("delays must not be negative")
+                    setattr(self.delays, phase, float(chosen))
+
+    def set_endpoint_status(
+        self,
+        name: str,
+        status: str,
+        *,
+        failure_reason: str | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Put an endpoint in ``status`` now (e.g. SystemUpdating, Failed, OutOfService); with ``duration`` it
+        returns to InService after that many seconds. Raises ServiceError if there is no such endpoint."""
+        with self.lock:
+            self.state.tick()
+            self.state.force_status(name, status, failure_reason, duration)
+
+    def delete_endpoint_now(self, name: str) -> None:
+        """Make an endpoint vanish at once, as if someone deleted it out of band long ago."""
+        with self.lock:
+            self.state.tick()
+            self.state.remove_endpoint(name)
+
+    def endpoint_status(self, name: str) -> str | None:
+        with self.lock:
+            self.state.tick()
+            endpoint = self.state.endpoints.get(name.lower())
+            return None if endpoint is None else endpoint.status
+
+    def snapshot(self) -> Json:
+        """Every resource's name, and each endpoint's status and config: for assertions and debugging."""
+        with self.lock:
+            self.state.tick()
+            return self.state.snapshot()
+
+    def reset(self) -> None:
+        """Forget every resource, fault and logged call."""
+        with self.lock:
+            self._faults.clear()
+            self._calls.clear()
+            self.state = self._new_state()
+
+
+def _ops(operations: Iterable[str] | None) -> frozenset[str] | None:
+    if operations is None:
+        return None
+    if isinstance(operations, str):
+        return frozenset([operations])
+    return frozenset(operations)
