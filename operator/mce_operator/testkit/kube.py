@@ -360,7 +360,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         for crd in [*crds, *(kopf_peering_crds() if kopf_peering else [])]:
             self._create_crd(crd)
         for namespace in namespaces:
-            self._ensure_namespace(namespace)
+            self._ensure_namespace(namespace, create=True)
 
     # --- resources --------------------------------------------------------------------------------------
 
@@ -438,9 +438,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self._objects[self._key(spec, meta.get("namespace"), meta["name"])].delete()
         self._emit(spec, "DELETED", body)
 
-    def _ensure_namespace(self, namespace: str) -> None:
+    def _ensure_namespace(self, namespace: str, *, create: bool = False) -> None:
         if self._live(self._key(_NAMESPACES, None, namespace)) is None:
-            if not self.auto_create_namespaces and self._rv:
+            if not (create or self.auto_create_namespaces):
                 raise _not_found(_NAMESPACES, namespace)
             self._write_new(_NAMESPACES, {"metadata": {"name": namespace}}, namespace=None)
 
@@ -593,6 +593,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _not_found(None, None)
         if sub == "status" and not spec.status_subresource:
             raise _not_found(None, None)
+        if method == "GET":  # reads are served by the fallbacks; bad queries are answered here
+            self._selected(spec, request)
+            if not (request.params.get("resourceVersion") or "0").isdigit():
+                raise _error(400, "BadRequest", "resourceVersion must be a number in this emulator")
+            return None
         if method == "POST" and name is None:
             return Response(
                 status=201,
@@ -680,10 +685,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: Any) -> Any:
         spec = self._spec_of(request)
         assert spec is not None  # checked in _handle()
-        try:
-            items = self._snapshot(spec, self._selected(spec, request))
-        except ApiError as exc:
-            return await self._render_error(exc)
+        items = self._snapshot(spec, self._selected(spec, request))
         return {
             "apiVersion": spec.api_version,
             "kind": f"{spec.kind}List",
@@ -697,13 +699,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         params = request.params
         since = params.get("resourceVersion") or "0"
         timeout = float(params.get("timeoutSeconds") or 0) or None
-        try:
-            check = self._selected(spec, request)
-            if not since.isdigit():
-                raise _error(400, "BadRequest", f"invalid resourceVersion: {since!r}")
-        except ApiError as exc:
-            yield {"type": "ERROR", "object": _status(exc)}
-            return
+        check = self._selected(spec, request)
         yield b""  # send the headers now, even if there is nothing to stream yet
 
         # Subscribe and take the starting point in one synchronous step: no event can slip in between.
