@@ -53,26 +53,37 @@ def _check_tag_chars(value: str) -> bool:
     return all(ch in "_.:/=+-@" or unicodedata.category(ch)[0] in "LZN" for ch in value)
 
 
-def _rule(name: str, check: Callable[[str], bool], rule: str, *, pattern: str | None, max_length: int) -> Any:
+def _rule(
+    name: str,
+    check: Callable[[str], bool],
+    rule: str,
+    *,
+    pattern: str | None,
+    max_length: int,
+    min_length: int = 1,
+) -> Any:
     """A constrained string: the CRD gets ``pattern``/``maxLength``; Python says the rule in words."""
 
     def validate(value: str) -> str:
         if not value:
             raise ValueError(f"{name} must not be empty")
+        if len(value) < min_length:
+            raise ValueError(f"{name} must be at least {min_length} characters (got {len(value)})")
         if len(value) > max_length:
             raise ValueError(f"{name} must be at most {max_length} characters (got {len(value)})")
         if not check(value):
             raise ValueError(f"{name} {rule} (got {value!r})")
         return value
 
-    schema: dict[str, Any] = {"minLength": 1, "maxLength": max_length}
+    schema: dict[str, Any] = {"minLength": min_length, "maxLength": max_length}
     if pattern is not None:
         schema["pattern"] = pattern
     return Annotated[str, AfterValidator(validate), Field(json_schema_extra=schema)]
 
 
 def _matches(pattern: str) -> Callable[[str], bool]:
-    compiled = re.compile(pattern)
+    # The apiserver evaluates ``pattern`` with RE2, where \d, \s and \w are ASCII-only; so does SageMaker.
+    compiled = re.compile(pattern, re.ASCII)
     return lambda value: compiled.fullmatch(value) is not None
 
 
@@ -85,6 +96,7 @@ RoleArn = _rule(
     "must be an IAM role ARN such as arn:aws:iam::123456789012:role/sagemaker-exec",
     pattern=ROLE_ARN_PATTERN,
     max_length=2048,
+    min_length=20,
 )
 Image = _rule(
     "image", _matches(IMAGE_PATTERN), "must not contain white space", pattern=IMAGE_PATTERN, max_length=255
@@ -192,7 +204,7 @@ class Container(_Model):
     @model_validator(mode="after")
     def _environment_names(self) -> Container:
         for key in self.environment or {}:
-            if len(key) > 1024 or not re.fullmatch(ENV_KEY_PATTERN, key):
+            if len(key) > 1024 or not re.fullmatch(ENV_KEY_PATTERN, key, re.ASCII):
                 raise ValueError(
                     f"environment variable name {key!r} must be letters, digits and underscores, "
                     "not start with a digit, and be at most 1024 characters"
@@ -212,6 +224,12 @@ class VpcConfig(_Model):
         min_length=1, max_length=16, description="1 to 16 subnet ids (subnet-...)."
     )
 
+
+# The CEL transition rules' messages, also used by immutable_field_changes().
+IMMUTABLE_MESSAGES = {
+    "endpoint_name": "endpointName is immutable: create a new object to get a new endpoint",
+    "region": "region is immutable: create a new object to get an endpoint in another region",
+}
 
 _SPEC_RULES: Any = [
     {
@@ -233,15 +251,24 @@ _SPEC_RULES: Any = [
         "fieldPath": ".containers",
     },
     {
+        # sum() is Kubernetes' CEL lists library (in every apiserver with CRD validation rules).
+        "rule": "self.containers.map(c, has(c.environment) ? "
+        "c.environment.map(k, size(k) + size(c.environment[k])).sum() : 0).sum() <= "
+        f"{ENVIRONMENT_TOTAL_LIMIT}",
+        "message": "containers[].environment: the names and values of all containers' environment "
+        f"variables together must be at most {ENVIRONMENT_TOTAL_LIMIT} characters (SageMaker's 32 KB limit)",
+        "fieldPath": ".containers",
+    },
+    {
         "rule": "has(self.endpointName) == has(oldSelf.endpointName) && "
         "(!has(self.endpointName) || self.endpointName == oldSelf.endpointName)",
-        "message": "endpointName is immutable: create a new object to get a new endpoint",
+        "message": IMMUTABLE_MESSAGES["endpoint_name"],
         "fieldPath": ".endpointName",
     },
     {
         "rule": "has(self.region) == has(oldSelf.region) && "
         "(!has(self.region) || self.region == oldSelf.region)",
-        "message": "region is immutable: create a new object to get an endpoint in another region",
+        "message": IMMUTABLE_MESSAGES["region"],
         "fieldPath": ".region",
     },
 ]
@@ -258,8 +285,9 @@ _TAG_RULES: Any = [
         "message": f"tag values must be at most 256 characters and {TAG_RULE}",
     },
     {
-        "rule": "self.all(k, !k.startsWith('aws:') && !k.startsWith('sagemaker.mce.dev/'))",
-        "message": "tag keys must not start with 'aws:' or 'sagemaker.mce.dev/' (reserved)",
+        # AWS reserves the aws: prefix in any letter case.
+        "rule": "self.all(k, !k.matches('^[aA][wW][sS]:') && !k.startsWith('sagemaker.mce.dev/'))",
+        "message": "tag keys must not start with 'aws:' (in any case) or 'sagemaker.mce.dev/' (reserved)",
     },
 ]
 
@@ -296,7 +324,11 @@ class MultiContainerEndpointSpec(_Model):
         description="The ML instance type that hosts the endpoint, e.g. ml.m5.large."
     )
     initial_instance_count: int = Field(
-        default=1, ge=1, le=1000, description="How many instances serve the endpoint (at least 1)."
+        default=1,
+        ge=1,
+        le=1000,
+        strict=True,
+        description="How many instances serve the endpoint (at least 1).",
     )
     variant_name: VariantNameStr = Field(  # type: ignore[valid-type]
         default="AllTraffic", description="The production variant's name."
@@ -305,21 +337,27 @@ class MultiContainerEndpointSpec(_Model):
         default=None,
         ge=1,
         le=512,
+        strict=True,
         alias="volumeSizeInGB",
         description="The size of the ML storage volume attached to each instance, 1 to 512 GB.",
     )
     model_data_download_timeout_in_seconds: int | None = Field(
-        default=None, ge=60, le=3600, description="How long to wait for model data download, 60 to 3600 s."
+        default=None,
+        ge=60,
+        le=3600,
+        strict=True,
+        description="How long to wait for model data download, 60 to 3600 s.",
     )
     container_startup_health_check_timeout_in_seconds: int | None = Field(
         default=None,
         ge=60,
         le=3600,
+        strict=True,
         description="How long to wait for the containers' /ping to pass at startup, 60 to 3600 s.",
     )
     vpc_config: VpcConfig | None = Field(default=None, description="The VPC the containers run in.")
     enable_network_isolation: bool = Field(
-        default=False, description="Run the containers without outbound network access."
+        default=False, strict=True, description="Run the containers without outbound network access."
     )
     tags: dict[str, str] = Field(
         default_factory=dict,
@@ -356,15 +394,16 @@ class MultiContainerEndpointSpec(_Model):
         total = sum(len(k) + len(v) for c in self.containers for k, v in (c.environment or {}).items())
         if total > ENVIRONMENT_TOTAL_LIMIT:
             raise ValueError(
-                f"containers[].environment: all names and values together are {total} bytes; "
-                f"at most {ENVIRONMENT_TOTAL_LIMIT} are allowed"
+                f"containers[].environment: the names and values of all containers' environment variables "
+                f"together are {total} characters; at most {ENVIRONMENT_TOTAL_LIMIT} are allowed "
+                "(SageMaker's 32 KB limit)"
             )
         if len(self.tags) > MAX_USER_TAGS:
             raise ValueError(f"tags: {len(self.tags)} tags given; at most {MAX_USER_TAGS} are allowed")
         for key, value in self.tags.items():
             if not 1 <= len(key) <= 128 or not _check_tag_chars(key):
                 raise ValueError(f"tags: key {key!r} must be 1-128 characters and {TAG_RULE}")
-            if key.startswith(("aws:", SYSTEM_TAG_PREFIX)):
+            if key.lower().startswith("aws:") or key.startswith(SYSTEM_TAG_PREFIX):
                 raise ValueError(f"tags: key {key!r} is reserved ('aws:' and '{SYSTEM_TAG_PREFIX}' prefixes)")
             if len(value) > 256 or not _check_tag_chars(value):
                 raise ValueError(f"tags: value of {key!r} must be at most 256 characters and {TAG_RULE}")
@@ -477,3 +516,15 @@ def parse_spec(raw: dict[str, Any]) -> MultiContainerEndpointSpec:
                 text = "is not a known field"
             messages.append(f"{where}: {text}")
         raise SpecError(messages) from None
+
+
+def immutable_field_changes(old: MultiContainerEndpointSpec, new: MultiContainerEndpointSpec) -> list[str]:
+    """The CRD's transition rules, for the operator: a message per immutable field that changed.
+
+    The apiserver enforces them on update; this catches objects that got past an old or missing CRD.
+    """
+    return [
+        f"spec.{to_camel(name)}: {message}"
+        for name, message in IMMUTABLE_MESSAGES.items()
+        if getattr(old, name) != getattr(new, name)
+    ]

@@ -82,7 +82,10 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "The API version: sagemaker.mce.dev/v1alpha1."},
             "kind": {"type": "string", "description": "MultiContainerEndpoint."},
-            "metadata": {"type": "object"},
+            "metadata": {
+                "type": "object",
+                "description": "The object's name, namespace, labels and annotations (ObjectMeta).",
+            },
             "spec": spec_schema,
             "status": status_schema,
         },
