@@ -256,3 +256,10 @@ def test_connection_info_and_kubeconfig(kube: KubeServer, tmp_path: Path) -> Non
     config = yaml.safe_load(kube.write_kubeconfig(tmp_path / "kubeconfig").read_text())
     assert config["clusters"][0]["cluster"]["server"] == kube.url
     assert config["current-context"] == "emulator"
+
+
+def test_request_log_is_bounded() -> None:
+    with KubeServer(crds=[widget_crd()], request_history=5) as kube:
+        for _ in range(30):
+            kube.find(PLURAL, "default", "missing")
+        assert len(kube.emulator._requests) <= 10

@@ -50,7 +50,8 @@ Deviations from a real apiserver, on purpose or for lack of need:
 - core/v1 and events.k8s.io/v1 Events are stored separately (the real one converts between them);
 - deleting a CustomResourceDefinition does not stop serving its resources;
 - user reactions of kmock's DSL (``emulator['patch ...'] << 409``) see a write after it was applied,
-  as in plain kmock.
+  as in plain kmock;
+- kmock's request log (``emulator.requests``) keeps only the last ``request_history`` requests or so.
 """
 
 from __future__ import annotations
@@ -109,9 +110,8 @@ def _error(status: int, reason: str, message: str, **details: Any) -> ApiError:
 def _not_found(spec: ResourceSpec | None, name: str | None) -> ApiError:
     if spec is None:
         return _error(404, "NotFound", "the server could not find the requested resource")
-    return _error(
-        404, "NotFound", f'{spec.plural}.{spec.group} "{name}" not found', name=name, kind=spec.plural
-    )
+    what = f"{spec.plural}.{spec.group}" if spec.group else spec.plural
+    return _error(404, "NotFound", f'{what} "{name}" not found', name=name, kind=spec.plural)
 
 
 @dataclass(frozen=True)
@@ -343,8 +343,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         auto_create_namespaces: bool = True,
         kopf_peering: bool = False,
         event_history: int = 10_000,
+        request_history: int = 10_000,
     ) -> None:
         super().__init__()
+        self.request_history = request_history
         _install_path_fix()
         self.auto_create_namespaces = auto_create_namespaces
         self._specs: dict[tuple[str, str, str], ResourceSpec] = {}
@@ -569,6 +571,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return self._specs.get((res.group, res.version, res.plural))
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        self._forget_old_requests()
         res = request.resource
         if res is None or res.plural is None:  # discovery and non-Kubernetes URLs
             return await super()._handle(request)
@@ -587,6 +590,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self._outcomes.pop(request, None)
 
+    def _forget_old_requests(self) -> None:
+        # kmock keeps every request (and error) for assertions: bound that for long-running demos.
+        keep = self.request_history
+        if len(self._requests) > 2 * keep:
+            del self._requests[:-keep]
+            for payload in self._payloads:
+                del payload._requests[:-keep]
+            for errors in self._errors:
+                del errors[:-keep]
+
     def _write(self, spec: ResourceSpec, request: Any) -> Any:
         method, name, sub = request.method.value.upper(), request.name, request.subresource
         if sub is not None and sub != "status":
@@ -595,6 +608,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _not_found(None, None)
         if method == "GET":  # reads are served by the fallbacks; bad queries are answered here
             self._selected(spec, request)
+            watching = request.action == kmock.action.WATCH
+            if (
+                name is not None
+                and not watching
+                and self._live(self._key(spec, request.namespace, name)) is None
+            ):
+                raise _not_found(spec, name)
             if not (request.params.get("resourceVersion") or "0").isdigit():
                 raise _error(400, "BadRequest", "resourceVersion must be a number in this emulator")
             return None

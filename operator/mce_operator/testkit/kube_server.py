@@ -59,6 +59,7 @@ class KubeServer:
         auto_create_namespaces: bool = True,
         kopf_peering: bool = False,
         event_history: int = 10_000,
+        request_history: int = 10_000,
         request_timeout: float = 10.0,
     ) -> None:
         self.emulator = KubeEmulator(
@@ -67,6 +68,7 @@ class KubeServer:
             auto_create_namespaces=auto_create_namespaces,
             kopf_peering=kopf_peering,
             event_history=event_history,
+            request_history=request_history,
         )
         self.request_timeout = request_timeout
         self._host, self._port = host, port
