@@ -787,3 +787,27 @@ def _undocumented(schema: dict[str, Any], path: str) -> list[str]:
 def test_every_field_has_a_description(crd: CrdEvaluator) -> None:
     assert str(crd.schema.get("description", "")).strip()
     assert _undocumented(crd.schema, "mce") == []
+
+
+def _all_rules(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = list(schema.get("x-kubernetes-validations", []))
+    for sub in schema.get("properties", {}).values():
+        rules += _all_rules(sub)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            rules += _all_rules(schema[key])
+    return rules
+
+
+def test_every_cel_rule_is_broken_by_some_case(crd: CrdEvaluator) -> None:
+    """So each rule compiles and runs, and a rule added without a test case fails here."""
+    errors = [error for case in INVALID for error in crd.create(resource(spec_with(case.changes)))]
+    for case in UPDATES:
+        new = spec_with(case.old)
+        for path, value in case.new.items():
+            _apply(new, path, value)
+        errors += crd.update(resource(spec_with(case.old)), resource(new))
+    rules = _all_rules(crd.schema)
+    assert len(rules) >= 9
+    untested = [rule["rule"] for rule in rules if not any(rule["message"] in error for error in errors)]
+    assert untested == []
