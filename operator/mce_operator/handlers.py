@@ -12,6 +12,7 @@ Handlers are sync functions: boto3 is blocking, and kopf runs sync handlers in a
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -26,6 +27,9 @@ from mce_operator.errors import ErrorKind
 from mce_operator.sagemaker import SageMaker, SageMakerError
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+# How often the timer wakes up to see whether an object's next check is due. kopf fixes timer intervals
+# when handlers are registered (at import), hence an environment variable rather than a CLI flag.
+TIMER_TICK = float(os.environ.get("MCE_TIMER_TICK", "5"))
 FINALIZER = f"{api.GROUP}/finalizer"
 
 
@@ -34,13 +38,13 @@ class OperatorConfig:
     """Operator-wide settings, put into kopf's memo by whoever starts the operator."""
 
     timing: core.Timing = field(default_factory=core.Timing)
-    # How often the timer wakes up to see whether an object's next check is due.
-    tick: float = 5.0
     peering: str | None = None
     # A kopf.ConnectionInfo's fields, for an API server kopf cannot find by itself (tests, the demo).
     connection: Mapping[str, Any] | None = None
     max_workers: int = 20
     watch_server_timeout: float = 300.0
+    # e.g. "http://0.0.0.0:8080/healthz" for the Deployment's liveness probe.
+    liveness_endpoint: str | None = None
 
 
 def _config(memo: Any) -> OperatorConfig:
@@ -342,7 +346,7 @@ def reconcile(
         raise kopf.TemporaryError("SageMaker is still working; looking again", delay=outcome.delay)
 
 
-@kopf.timer(*RESOURCE, interval=OperatorConfig().tick, initial_delay=1.0)
+@kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
 def recheck(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -416,3 +420,47 @@ def _deletion_target(spec: Mapping[str, Any], identity: core.Identity) -> core.D
             deletion_policy=policy,
             container_count=0,
         )
+
+
+def operator(
+    *,
+    sagemaker: SageMaker,
+    config: OperatorConfig,
+    namespaces: list[str] | None = None,
+    stop_flag: Any = None,
+    ready_flag: Any = None,
+) -> Any:
+    """The operator as a coroutine (for ``asyncio.run`` or a thread of its own).
+
+    No namespaces: the whole cluster."""
+    memo = kopf.Memo(sagemaker=sagemaker, config=config)
+    return kopf.operator(
+        memo=memo,
+        namespaces=namespaces or [],
+        clusterwide=not namespaces,
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        liveness_endpoint=config.liveness_endpoint,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+BUSY_MESSAGES = ("SageMaker is still working", "Waiting for SageMaker")
+
+
+class WaitingIsNotAnError(logging.Filter):
+    """kopf logs every TemporaryError at ERROR level; waiting for SageMaker is normal, so it is INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and any(text in record.getMessage() for text in BUSY_MESSAGES):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+def configure_logging(*, verbose: bool = False, json: bool = True) -> None:
+    """Structured (JSON) logs by default, each line naming the object it is about."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json else kopf.LogFormat.FULL)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(WaitingIsNotAnError())

@@ -1,0 +1,95 @@
+"""``mce-operator``: ``run`` the operator against a cluster, or ``demo`` the whole job without one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from mce_operator import core
+from mce_operator.sagemaker import SageMaker, SageMakerSettings
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mce-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="Run the operator against the current kubeconfig or the in-cluster service account.",
+        description="Credentials, region and AWS_ENDPOINT_URL_SAGEMAKER come from boto3's usual chain.",
+    )
+    run.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="Watch only this namespace (repeatable; glob patterns allowed). Default: the whole cluster.",
+    )
+    run.add_argument("--region", default=os.environ.get("MCE_REGION"), help="Default region of endpoints.")
+    run.add_argument(
+        "--busy-interval",
+        type=float,
+        default=_env_float("MCE_BUSY_INTERVAL", 10.0),
+        help="Seconds between checks while SageMaker creates, updates or deletes (default 10).",
+    )
+    run.add_argument(
+        "--steady-interval",
+        type=float,
+        default=_env_float("MCE_STEADY_INTERVAL", 300.0),
+        help="Seconds between drift checks of a steady endpoint (default 300).",
+    )
+    run.add_argument(
+        "--calls-per-second",
+        type=float,
+        default=_env_float("MCE_CALLS_PER_SECOND", 10.0),
+        help="Client-side limit on SageMaker API calls, all objects together (default 10; 0: no limit).",
+    )
+    run.add_argument(
+        "--peering",
+        default=os.environ.get("MCE_PEERING"),
+        help="kopf peering object's name: with several "
+        "replicas only one acts at a time. Default: standalone.",
+    )
+    run.add_argument("--liveness", default=os.environ.get("MCE_LIVENESS", "http://0.0.0.0:8080/healthz"))
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--plain-logs", action="store_true", help="Human-readable logs instead of JSON.")
+
+    demo = commands.add_parser("demo", help="The whole job on embedded defaults: no cluster, no AWS account.")
+    demo.add_argument("--delay", type=float, default=1.0, help="The emulated SageMaker's state change delay.")
+    demo.add_argument("--example", default=None, help="The manifest to apply (default examples/direct.yaml).")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mce_operator import handlers
+
+    handlers.configure_logging(verbose=args.verbose, json=not args.plain_logs)
+    sagemaker = SageMaker(SageMakerSettings(region=args.region, calls_per_second=args.calls_per_second))
+    config = handlers.OperatorConfig(
+        timing=core.Timing(busy=args.busy_interval, steady=args.steady_interval),
+        peering=args.peering,
+        liveness_endpoint=args.liveness or None,
+    )
+    asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, namespaces=args.namespace))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    from mce_operator import demo
+
+    return demo.main(delay=args.delay, example=args.example)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
