@@ -462,7 +462,9 @@ def _tag_actions(desired: Desired, observed: Observed, endpoint: ObservedEndpoin
 def _on_desired_config(
     desired: Desired, observed: Observed, endpoint: ObservedEndpoint, timing: Timing
 ) -> Decision:
-    actions = _tag_actions(desired, observed, endpoint)
+    # A model or config deleted out of band while the endpoint serves it is made again (same name, same
+    # content): SageMaker's own patching and any later update of the endpoint need them.
+    actions = [*_ensure_model_and_config(desired, observed), *_tag_actions(desired, observed, endpoint)]
     if endpoint.status != "InService":
         message = f"SageMaker endpoint is {endpoint.status} on the desired config"
         report = _report(
