@@ -34,7 +34,9 @@ def kopf_errors() -> Iterator[ErrorRecords]:
     logging.getLogger("kopf").removeHandler(handler)
 
 
-def make_operator(kube: KubeServer, calls: list[tuple[str, float, Any]]) -> OperatorThread:
+def make_operator(
+    kube: KubeServer, calls: list[tuple[str, float, Any]], *, clusterwide: bool = False
+) -> OperatorThread:
     registry = kopf.OperatorRegistry()
     resource = (GROUP, VERSION, PLURAL)
 
@@ -75,7 +77,8 @@ def make_operator(kube: KubeServer, calls: list[tuple[str, float, Any]]) -> Oper
             registry=registry,
             settings=settings,
             standalone=True,
-            namespaces=["default"],
+            clusterwide=clusterwide,
+            namespaces=[] if clusterwide else ["default"],
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
@@ -114,21 +117,33 @@ def test_kopf_lifecycle_against_the_emulator(kube: KubeServer, kopf_errors: Erro
 
         kube.wait_for(PLURAL, "default", "w1", lambda o: o["status"].get("ticks", 0) >= 2)
 
+        time.sleep(1.2)  # past the server-side watch timeout: kopf has reconnected from a resourceVersion
+        t3 = time.monotonic()
+        kube.patch(PLURAL, "default", "w1", {"spec": {"size": 4}})
+        kube.wait_for(PLURAL, "default", "w1", lambda o: o["status"].get("observedGeneration") == 3)
+        latencies["patch after a watch reconnect -> update handler"] = (
+            first(calls, "update", after=t3)[1] - t3
+        )
+
         t2 = time.monotonic()
         kube.delete(PLURAL, "default", "w1")
         kube.wait_gone(PLURAL, "default", "w1")
         latencies["delete -> gone (finalizer released)"] = time.monotonic() - t2
         assert first(calls, "delete", after=t2)
 
+    resumed = [
+        r for r in list(kube.emulator._requests) if r.params.get("watch") and r.params.get("resourceVersion")
+    ]
+    assert resumed, "kopf never reconnected a watch from a resourceVersion"
     print("\nkopf reaction latencies: " + ", ".join(f"{k}: {v * 1000:.0f} ms" for k, v in latencies.items()))
     assert all(latency < 2.0 for latency in latencies.values()), latencies
     assert not kopf_errors.records, [r.getMessage() for r in kopf_errors.records]
 
 
-def test_kopf_handles_objects_that_existed_before_it_started(kube: KubeServer) -> None:
+def test_kopf_clusterwide_handles_objects_that_existed_before_it_started(kube: KubeServer) -> None:
     kube.create(widget("early"))
     calls: list[tuple[str, float, Any]] = []
-    with make_operator(kube, calls):
+    with make_operator(kube, calls, clusterwide=True):
         kube.wait_for(PLURAL, "default", "early", lambda o: o.get("status", {}).get("phase") == "Created")
         kube.delete(PLURAL, "default", "early")
         kube.wait_gone(PLURAL, "default", "early")

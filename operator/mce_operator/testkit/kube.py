@@ -51,7 +51,7 @@ Deviations from a real apiserver, on purpose or for lack of need:
 - deleting a CustomResourceDefinition does not stop serving its resources;
 - user reactions of kmock's DSL (``emulator['patch ...'] << 409``) see a write after it was applied,
   as in plain kmock;
-- kmock's request log (``emulator.requests``) keeps only the last ``request_history`` requests or so.
+- kmock's request log (``list(emulator)``) keeps only the last ``request_history`` requests or so.
 """
 
 from __future__ import annotations
