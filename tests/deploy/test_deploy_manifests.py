@@ -1,0 +1,265 @@
+"""deploy/ and the Dockerfile, checked offline: every manifest parses and validates, RBAC covers what kopf and
+the operator do, and the Deployment runs `mce-operator run` with flags and variables that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mce_operator import api, cli
+from mce_operator.testkit import kopf_peering_crds
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+PACKAGE = ROOT / "operator" / "mce_operator"
+CRD = ROOT / "crds" / "sagemaker.mce.dev_multicontainerendpoints.yaml"
+YAMLS = sorted(DEPLOY.glob("*.yaml"))
+# The oldest Kubernetes minor still in standard support on EKS, and a recent one.
+K8S_VERSIONS = ["1.29.0", "1.33.0"]
+
+
+def docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
+
+
+def one(kind: str) -> dict[str, Any]:
+    found = [d for path in YAMLS for d in docs(path.name) if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} in deploy/, found {len(found)}"
+    return found[0]
+
+
+def test_deploy_has_the_expected_files() -> None:
+    names = {p.name for p in DEPLOY.iterdir()}
+    expected = {"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "deployment.yaml", "peering.yaml"}
+    assert expected | {"iam-policy.json", "argocd-health.lua", "README.md"} <= names
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=[p.name for p in YAMLS])
+def test_every_yaml_parses_into_objects(path: Path) -> None:
+    objs = docs(path.name)
+    assert objs
+    for obj in objs:
+        assert obj.get("apiVersion") and obj.get("kind") and obj.get("metadata", {}).get("name"), obj
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=[p.name for p in YAMLS])
+def test_builtin_manifests_validate_against_the_kubernetes_schemas(path: Path) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for obj in docs(path.name):
+        if obj["apiVersion"].startswith("kopf.dev/"):
+            continue  # a custom resource: validated by its CRD below
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_namespaced_objects_live_in_the_operator_namespace() -> None:
+    namespace = one("Namespace")["metadata"]["name"]
+    for kind in ("ServiceAccount", "Deployment"):
+        assert one(kind)["metadata"]["namespace"] == namespace
+
+
+def test_service_account_carries_the_irsa_annotation() -> None:
+    annotations = one("ServiceAccount")["metadata"]["annotations"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", annotations["eks.amazonaws.com/role-arn"])
+
+
+# --- RBAC -----------------------------------------------------------------------------------------------
+
+CR = api.PLURAL
+
+
+def _needed() -> list[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) that kopf 1.45 and the handlers use."""
+    crd = yaml.safe_load(CRD.read_text())
+    group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    assert (group, plural) == (api.GROUP, api.PLURAL)
+    needed = [(group, plural, verb) for verb in ("get", "list", "watch", "patch", "update")]
+    needed += [(group, f"{plural}/status", verb) for verb in ("get", "patch", "update")]
+    needed += [("", "events", "create"), ("", "events", "patch")]  # kopf.info/warn post core/v1 Events
+    needed += [("events.k8s.io", "events", "create"), ("events.k8s.io", "events", "patch")]
+    needed += [("", "namespaces", verb) for verb in ("list", "watch")]  # --namespace with globs
+    needed += [("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")]
+    for peering in ("clusterkopfpeerings", "kopfpeerings"):  # --peering
+        needed += [("kopf.dev", peering, verb) for verb in ("get", "list", "watch", "patch")]
+    return needed
+
+
+def _allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in rule.get("apiGroups", [])
+        and resource in rule.get("resources", [])
+        and verb in rule.get("verbs", [])
+        for rule in rules
+    )
+
+
+@pytest.mark.parametrize("group,resource,verb", _needed())
+def test_cluster_role_allows_what_kopf_and_the_operator_do(group: str, resource: str, verb: str) -> None:
+    assert _allowed(one("ClusterRole")["rules"], group, resource, verb)
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    rules = one("ClusterRole")["rules"]
+    for rule in rules:
+        for key in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[key], rule
+        assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {(g, r) for g, r, _ in _needed()}  # nothing beyond what is needed (no Secrets...)
+    # The custom resource is never created: the operator only reconciles what users create.
+    assert not _allowed(rules, api.GROUP, api.PLURAL, "create")
+
+
+def test_binding_ties_the_role_to_the_deployments_service_account() -> None:
+    binding, role = one("ClusterRoleBinding"), one("ClusterRole")
+    account, deployment = one("ServiceAccount"), one("Deployment")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"]}
+    subject["namespace"] = account["metadata"]["namespace"]
+    assert binding["subjects"] == [subject]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+# --- peering --------------------------------------------------------------------------------------------
+
+
+def test_peering_has_kopfs_crd_and_the_object() -> None:
+    crd, peering = docs("peering.yaml")
+    expected = next(c for c in kopf_peering_crds() if c["metadata"]["name"] == "clusterkopfpeerings.kopf.dev")
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == expected["metadata"]["name"]
+    for key in ("group", "scope", "names"):
+        assert crd["spec"][key] == expected["spec"][key]
+    (version,) = crd["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
+    assert version["schema"]["openAPIV3Schema"]["properties"]["status"][
+        "x-kubernetes-preserve-unknown-fields"
+    ]
+    assert peering["apiVersion"] == "kopf.dev/v1" and peering["kind"] == "ClusterKopfPeering"
+    assert peering["metadata"]["name"] == "mce-operator"
+    # The Deployment's instructions for 2 replicas name this object.
+    text = (DEPLOY / "deployment.yaml").read_text()
+    assert "replicas: 2" in text and "--peering=mce-operator" in text
+    assert re.search(r"#\s*- name: MCE_PEERING\s*\n\s*#\s*value: mce-operator", text)
+
+
+# --- the Deployment and the Dockerfile --------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        pending += " " + line
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+            continue
+        keyword, _, rest = pending.strip().partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    assert not pending, "dangling continuation"
+    return instructions
+
+
+def entrypoint() -> list[str]:
+    (value,) = [rest for keyword, rest in dockerfile() if keyword == "ENTRYPOINT"]
+    parsed: list[str] = json.loads(value)  # the exec form: signals reach the operator, not a shell
+    return parsed
+
+
+def test_dockerfile_parses_and_is_sane() -> None:
+    instructions = dockerfile()
+    keywords = [k for k, _ in instructions]
+    known = {"FROM", "LABEL", "ENV", "RUN", "WORKDIR", "COPY", "USER", "EXPOSE", "ENTRYPOINT", "ARG", "CMD"}
+    assert set(keywords) <= known
+    assert keywords[0] == "FROM"
+    (base,) = [rest for k, rest in instructions if k == "FROM"]
+    image, _, tag = base.partition(":")
+    assert image == "python" and tag == "3.11-slim"  # pinned, never `latest`
+    assert "HEALTHCHECK" not in keywords  # Kubernetes probes /healthz
+    user = [rest for k, rest in instructions if k == "USER"][-1]
+    assert user.split(":")[0] not in {"root", "0"}
+    assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
+    runs = " ".join(rest for k, rest in instructions if k == "RUN")
+    assert "pip install --no-cache-dir -c constraints.txt ." in runs
+    for keyword, rest in instructions:
+        if keyword == "COPY":
+            for source in shlex.split(rest)[:-1]:
+                assert (ROOT / source).exists(), source
+        if keyword == "LABEL":
+            assert "org.opencontainers.image.title" in rest
+    assert entrypoint() == ["mce-operator", "run"]
+    assert 'mce-operator = "mce_operator.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def container() -> dict[str, Any]:
+    (operator,) = one("Deployment")["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = operator
+    return result
+
+
+def run_args() -> Any:
+    command = container().get("command") or entrypoint()
+    assert command == ["mce-operator", "run"]
+    try:
+        return cli._parser().parse_args(command[1:] + list(container().get("args", [])))
+    except SystemExit as exc:  # argparse's way of refusing an unknown flag
+        raise AssertionError(f"`mce-operator run` refuses the Deployment's args: {exc}") from exc
+
+
+def test_deployment_args_are_flags_of_mce_operator_run() -> None:
+    args = run_args()
+    assert args.command == "run"
+
+
+def test_deployment_env_names_are_read_by_the_operator() -> None:
+    source = "\n".join(p.read_text() for p in PACKAGE.glob("*.py"))
+    known = set(re.findall(r"\"(MCE_[A-Z_]+)\"", source))  # os.environ.get("MCE_..."), _env_float(...)
+    assert {"MCE_REGION", "MCE_BUSY_INTERVAL", "MCE_STEADY_INTERVAL", "MCE_PEERING"} <= known
+    env = {item["name"]: item.get("value") for item in container().get("env", [])}
+    assert {"MCE_REGION", "MCE_BUSY_INTERVAL", "MCE_STEADY_INTERVAL"} <= set(env)
+    assert set(env) <= known | {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    for name in ("MCE_BUSY_INTERVAL", "MCE_STEADY_INTERVAL", "MCE_CALLS_PER_SECOND"):
+        if name in env:
+            assert float(env[name]) >= 0
+
+
+def test_deployment_probe_and_hardening() -> None:
+    deployment = one("Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"  # standalone: never two acting pods
+    pod, operator = deployment["spec"]["template"]["spec"], container()
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # The liveness probe asks kopf's health endpoint, where `--liveness` puts it.
+    liveness = run_args().liveness
+    match = re.fullmatch(r"http://0\.0\.0\.0:(\d+)(/\S*)", liveness)
+    assert match, liveness
+    probe = operator["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
+    port = ports.get(probe["port"], probe["port"])
+    assert (port, probe["path"]) == (int(match[1]), match[2]) == (8080, "/healthz")
+    # Non-root, read-only, no privilege; the uid is the Dockerfile's.
+    user = [rest for k, rest in dockerfile() if k == "USER"][-1].split(":")[0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert str(pod["securityContext"]["runAsUser"]) == user
+    security = operator["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(operator["resources"]["requests"])
+    assert "memory" in operator["resources"]["limits"]
+    assert not operator["image"].endswith(":latest") and ":" in operator["image"]
