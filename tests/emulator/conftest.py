@@ -18,7 +18,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}:1.0"
 
 def _client(emu: Emulator, service: str = "sagemaker", **config: Any) -> Any:
     """A boto3 client of the emulator; no retries unless asked, so errors show at once."""
-    config.setdefault("retries", {"mode": "standard", "max_attempts": 1})
+    config.setdefault("retries", {"mode": "standard", "total_max_attempts": 1})
     return boto3.client(
         service,
         endpoint_url=emu.url,

@@ -252,16 +252,19 @@ class Emulator(Service):
         self._server = server
         self.port = server.server_address[1]
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
         """Serve in the calling thread until ``stop`` is called (from another thread) or an exception."""
         self.bind()
         assert self._server is not None
-        self._server.serve_forever(poll_interval=0.1)
+        self._server.serve_forever(poll_interval=poll_interval)
 
     def start(self) -> Emulator:
         """Serve in a background daemon thread."""
         self.bind()
-        self._thread = threading.Thread(target=self.serve_forever, name="mce-emulator", daemon=True)
+        # A short poll makes ``stop`` quick: tests start and stop an emulator each.
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(0.02,), name="mce-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
