@@ -1,0 +1,33 @@
+"""Fixtures of the end-to-end tests: every test gets its own Kubernetes API, emulator and operator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from e2e_harness import NAMESPACE, REGION, Harness
+
+from mce_operator import crdgen, handlers
+from mce_operator.emulator import Emulator
+from mce_operator.testkit.kube_server import KubeServer
+
+
+@pytest.fixture
+def e2e() -> Iterator[Harness]:
+    """A Kubernetes API and an emulated SageMaker; operators on request."""
+    assert handlers.TIMER_TICK <= 0.5, "MCE_TIMER_TICK must be set before mce_operator.handlers is imported"
+    with (
+        Emulator(delay=0.2, region=REGION) as emulator,
+        KubeServer(crds=[crdgen.build_crd()], namespaces=[NAMESPACE]) as kube,
+    ):
+        harness = Harness(kube, emulator)
+        try:
+            yield harness
+        finally:
+            harness.stop_operators()
+
+
+@pytest.fixture
+def running(e2e: Harness) -> Harness:
+    e2e.start_operator()
+    return e2e
