@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import GROUP, PLURAL, widget, widget_crd
+from widgets import GROUP, PLURAL, widget, widget_crd
 
 from mce_operator.testkit import KubeApiError, KubeServer
 

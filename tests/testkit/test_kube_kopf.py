@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 import pytest
-from conftest import GROUP, PLURAL, VERSION, widget
+from widgets import GROUP, PLURAL, VERSION, widget
 
 from mce_operator.testkit import KubeServer, OperatorThread
 
