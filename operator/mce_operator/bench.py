@@ -83,7 +83,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
     logging.basicConfig(level=logging.CRITICAL)
     with (
         Emulator(delay=delay, region=REGION) as emulator,
-        KubeServer(crds=[crdgen.build_crd()], namespaces=[NAMESPACE]) as kube,
+        KubeServer(crds=[crdgen.build_crd()], namespaces=[NAMESPACE], request_timeout=60) as kube,
     ):
         session = boto3.session.Session(aws_access_key_id="b", aws_secret_access_key="b", region_name=REGION)
         # No client-side rate limit here: the benchmark measures the operator, not the limiter.
@@ -198,7 +198,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m mce_operator.bench")
-    parser.add_argument("--objects", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--objects", type=int, nargs="+", default=[1, 10, 30])
     parser.add_argument("--delay", type=float, default=0.5, help="emulated SageMaker state change delay")
     parser.add_argument("--busy", type=float, default=0.5, help="operator's busy re-check interval")
     parser.add_argument("--output", default="docs/benchmarks.json")
