@@ -161,7 +161,7 @@ def _steps(printer: _Printer, kube: KubeServer, emulator: Emulator, manifest: di
 
     say(
         f"1. kubectl apply -f examples/direct.yaml   ({name}: Direct mode, "
-        f"{len(manifest['spec']['containers'])} containers)"
+        f"{len(manifest['spec']['containers'])} containers, deletionPolicy Delete for the demo)"
     )
     kube.create(manifest)
     obj = _wait("Ready", lambda: _ready(kube, namespace, name), 60)
