@@ -220,9 +220,12 @@ def _check(row: Mapping[str, Any], decision: core.Decision, resolve: Resolver) -
 def _check_invariants(desired: core.Desired, observed: core.Observed, decision: core.Decision) -> None:
     """What must hold in every row, whatever it says."""
     identity = desired.identity
+    resources: list[core.Tagged | core.ObservedEndpoint] = [*observed.models, *observed.configs]
+    if observed.endpoint is not None:
+        resources.append(observed.endpoint)
     foreign = {
         item.name
-        for item in [*observed.models, *observed.configs, *([observed.endpoint] if observed.endpoint else [])]
+        for item in resources
         if not naming.names_owner(item.tags, identity.namespace, identity.name, identity.uid)
     }
     for action in decision.actions:
