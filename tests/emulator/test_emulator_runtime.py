@@ -184,3 +184,19 @@ def test_runtime_calls_are_logged(emu: Emulator, deploy: Callable[..., None], ru
     runtime.invoke_endpoint(EndpointName="ep", Body=b"{}", TargetContainerHostname="a")
     runtime_error(runtime, EndpointName="ep")
     assert [c.outcome for c in emu.calls_to("InvokeEndpoint")] == ["ok", "ValidationError"]
+
+
+def test_one_url_for_both_services_through_the_environment(
+    emu: Emulator, deploy: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    deploy("ep", "a", "b", mode="Serial")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", emu.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", emu.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    session = boto3.Session(region_name="us-east-1")
+    assert session.client("sagemaker").describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+    body = session.client("sagemaker-runtime").invoke_endpoint(EndpointName="ep", Body=b"{}")["Body"].read()
+    assert json.loads(body) == {"container": "b", "input": {"container": "a", "input": {}}}
