@@ -61,7 +61,7 @@ class Service:
         delete_delay: float | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
-        max_calls: int = 1_000_000,
+        max_calls: int = 200_000,
     ) -> None:
         self.lock = threading.RLock()
         self.account = account

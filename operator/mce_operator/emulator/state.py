@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from .errors import validation
@@ -159,8 +160,6 @@ def _page(items: list[Json], body: Mapping[str, Any], operation: str) -> tuple[l
 def _ts(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
-    from datetime import datetime
-
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
