@@ -100,6 +100,9 @@ class Harness:
     emu: Emulator
     sagemaker: SageMaker
     client: Any
+    timing: core.Timing = TIMING
+    # How to wait for the next look: real sleep, or advancing the emulator's manual clock.
+    sleep: Callable[[float], None] = time.sleep
     # Mutating calls executed by converge/finalize so far (the crash counter).
     executed: int = 0
 
@@ -119,7 +122,7 @@ class Harness:
                 observed = self.sagemaker.observe(target)
             except SageMakerError as error:
                 assert error.kind is ErrorKind.RETRY, error
-                time.sleep(TIMING.busy)
+                self.sleep(self.timing.busy)
                 continue
             decision = decide(target, observed, memory)
             failure: SageMakerError | None = None
@@ -139,7 +142,7 @@ class Harness:
             history.append(self.emu.snapshot())
             if failure is None and done(decision):
                 return Result(decision, memory, round_number, history)
-            time.sleep(min(decision.requeue_after, TIMING.busy))
+            self.sleep(min(decision.requeue_after, self.timing.busy))
         raise AssertionError(f"did not converge in {rounds} rounds; last decision: {decision}")
 
     def converge(
@@ -154,10 +157,10 @@ class Harness:
         """Reconcile until the world is at rest (no calls to make, nothing to wait for)."""
 
         def at_rest(decision: core.Decision) -> bool:
-            return not decision.actions and decision.requeue_after >= TIMING.steady
+            return not decision.actions and decision.requeue_after >= self.timing.steady
 
         return self._run(
-            lambda d, o, m: core.reconcile(d, o, m, TIMING),
+            lambda d, o, m: core.reconcile(d, o, m, self.timing),
             desired(raw, identity),
             memory or core.Memory(),
             rounds=rounds,
@@ -170,7 +173,7 @@ class Harness:
     ) -> Result:
         """The delete handler's loop until the finalizer may go."""
         return self._run(
-            lambda d, o, _: core.finalize(d, o, TIMING),
+            lambda d, o, _: core.finalize(d, o, self.timing),
             desired(raw, identity),
             core.Memory(),
             rounds=rounds,
@@ -207,7 +210,13 @@ class Harness:
 _SESSION = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
 
 
-def make_harness(emu: Emulator, **settings: Any) -> Harness:
+def make_harness(
+    emu: Emulator,
+    *,
+    timing: core.Timing = TIMING,
+    sleep: Callable[[float], None] = time.sleep,
+    **settings: Any,
+) -> Harness:
     """The adapter as the operator builds it (standard retries; no rate limit unless given) and a plain
     boto3 client for assertions."""
     settings.setdefault("calls_per_second", 0)
@@ -219,4 +228,4 @@ def make_harness(emu: Emulator, **settings: Any) -> Harness:
         endpoint_url=emu.url,
         config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}),
     )
-    return Harness(emu, sagemaker, client)
+    return Harness(emu, sagemaker, client, timing=timing, sleep=sleep)
