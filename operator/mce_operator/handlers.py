@@ -74,7 +74,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.INFO
     settings.posting.loggers = False  # Events are posted explicitly, one per SageMaker action or failure.
     settings.execution.max_workers = config.max_workers
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     if not hasattr(memo, "sagemaker"):
         memo.sagemaker = SageMaker()
 
