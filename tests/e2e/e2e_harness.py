@@ -87,9 +87,9 @@ class Harness:
     def start_operator(self, timing: core.Timing = TIMING) -> OperatorThread:
         """A fresh operator: its own SageMaker adapter (boto3 session, clients) and its own memo."""
         session = boto3.session.Session(**CREDENTIALS)
-        sagemaker = SageMaker(
-            SageMakerSettings(region=REGION, endpoint_url=self.emulator.url), session=session
-        )
+        # No client-side rate limit: it only slows the tests (and the stopping of a busy operator).
+        settings = SageMakerSettings(region=REGION, endpoint_url=self.emulator.url, calls_per_second=0)
+        sagemaker = SageMaker(settings, session=session)
         config = handlers.OperatorConfig(timing=timing, connection=self.kube.connection_info(NAMESPACE))
 
         def factory(stop_flag: threading.Event, ready_flag: threading.Event) -> Any:
