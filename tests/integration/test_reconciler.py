@@ -434,3 +434,20 @@ def test_rate_limit_spaces_calls(emu: Emulator) -> None:
     times = [call.time for call in emu.calls]
     assert len(times) > 10
     assert (len(times) - 1) / (times[-1] - times[0]) <= 40 * 1.1
+
+
+def test_status_lost_after_an_update_that_then_fails_retries_it_once_only(
+    harness: Harness, emu: Emulator
+) -> None:
+    # The one fact SageMaker cannot tell is "this config was tried"; if the status that remembers it is
+    # lost right after UpdateEndpoint, the update is sent once more, then remembered and not repeated.
+    created = harness.converge(spec())
+    broken = with_scorer("scorer:broken")
+    emu.fail_endpoint_update(ENDPOINT, reason="Failed.", config=desired(broken).config_name)
+    harness.executed = 0
+    with pytest.raises(Crash):
+        harness.converge(broken, generation(2), created.memory, crash_after=3)  # after UpdateEndpoint
+    failed = harness.converge(broken, generation(2), core.Memory())
+    assert failed.conditions["Degraded"] == "True/UpdateRolledBack"
+    harness.converge(broken, generation(2), failed.memory)
+    assert outcomes(emu, "UpdateEndpoint") == ["ok", "ok"]
