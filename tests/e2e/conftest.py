@@ -24,7 +24,7 @@ def e2e() -> Iterator[Harness]:
         try:
             yield harness
         finally:
-            harness.stop_operators()
+            harness.close()
 
 
 @pytest.fixture
