@@ -20,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 
 from mce_operator import naming
-from mce_operator.core import Action, Desired, Observed, ObservedEndpoint, Tagged
+from mce_operator.core import BUSY, Action, Desired, Observed, ObservedEndpoint, Tagged
 from mce_operator.errors import ErrorKind, Rule, classify
 
 
@@ -193,6 +193,10 @@ class SageMaker:
                     failure_reason=described.get("FailureReason", "") or "",
                     tags=tags,
                 )
+        if endpoint is not None and endpoint.status in BUSY:
+            # While SageMaker is busy the only possible decision is to wait (or, for a foreign endpoint,
+            # to refuse): listing models and configs and reading their tags would be wasted calls.
+            return Observed(endpoint=endpoint)
         return Observed(
             endpoint=endpoint,
             models=self._tagged(client, "ListModels", "Models", desired.endpoint_name),

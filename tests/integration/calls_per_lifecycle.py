@@ -45,13 +45,14 @@ MINIMUM: dict[str, tuple[int, str]] = {
         6,
         "The minimum reads ownership only before changing what it did not just create: the endpoint "
         "before UpdateEndpoint and DeleteEndpoint, each model/config before deleting it. The operator "
-        "reads the tags of every resource it finds on every look (ownership and tag drift).",
+        "reads the tags of every resource it finds on every look at an endpoint that is not busy "
+        "(ownership and tag drift).",
     ),
     "ListModels": (
         0,
         "A minimal operator could trust deterministic names and its memory. The operator lists on every "
-        "look, to find half-done work after a crash, superseded models of any earlier spec and names "
-        "held by someone else.",
+        "look at an endpoint that is not busy, to find half-done work after a crash, superseded models "
+        "of any earlier spec and names held by someone else.",
     ),
     "ListEndpointConfigs": (0, "Likewise, for endpoint configs."),
 }
@@ -182,7 +183,9 @@ def render(fast: Run, typical: Run) -> str:
         "and/or one `DeleteTags` per resource (endpoint, model, config) and nothing else.",
         "- One look costs `DescribeEndpoint` + `ListModels` + `ListEndpointConfigs` + one `ListTags` per "
         "resource found (the endpoint and each model/config with the endpoint's name prefix): 6 reads "
-        "for an endpoint at rest, 8 while an old and a new model/config coexist, 3 when nothing exists.",
+        "for an endpoint at rest, 8 while an old and a new model/config coexist, 3 when nothing exists. "
+        "While the endpoint is Creating, Updating or Deleting a look is only `DescribeEndpoint` + the "
+        "endpoint's `ListTags`: waiting is the only possible decision then.",
         "- After the cleanup that follows an update, the operator looks once more (busy interval) before "
         "settling on the steady interval; that confirming look is the update's last one.",
         "- At rest, the drift timer makes one look per steady interval "
