@@ -316,8 +316,25 @@ def _reconcile(
         delay, busy = timing.busy, True
 
     new_status = _status(status, report, identity.generation, desired.container_count, last_deployment)
+    if failure is None and _newly_degraded(status, report, identity.generation):
+        # A failure SageMaker reports (Failed, a rolled-back update) rather than one of our calls: one
+        # Warning Event when it appears, not one per check.
+        kopf.warn(body, reason=report.degraded.reason, message=report.degraded.message)
     _write_status(patch, status, new_status)
     return _Outcome(delay, busy=busy)
+
+
+def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: int) -> bool:
+    if not report.degraded.status:
+        return False
+    before: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Degraded"), {}
+    )
+    return (
+        before.get("status") != "True"
+        or before.get("reason") != report.degraded.reason
+        or before.get("observedGeneration") != generation
+    )
 
 
 def _run_guarded(memo: Any, run: Any) -> _Outcome:
