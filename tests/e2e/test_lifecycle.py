@@ -172,6 +172,9 @@ def test_failed_update_is_degraded_once_then_a_corrected_spec_recovers(running: 
     assert len(running.calls("e2e-rollback", "UpdateEndpoint")) == 1, running.mutations("e2e-rollback")
     obj = running.get("rollback")
     assert condition(obj, "Degraded")["reason"] == "UpdateRolledBack"
+    warnings = [e for e in running.events("rollback") if e.get("type") == "Warning"]
+    assert [e["reason"] for e in warnings] == ["UpdateRolledBack"], warnings
+    assert "could not be pulled" in warnings[0]["message"]
 
     fixed = [broken[0], {"containerHostname": "scorer", "image": IMAGE.format("scorer-fixed")}]
     running.patch("rollback", {"spec": {"containers": fixed}})
@@ -207,11 +210,14 @@ def test_operator_stopped_mid_update_converges_after_restart(e2e: Harness) -> No
     first = e2e.start_operator()
     e2e.create(manifest("restart"))
     before = e2e.wait_ready("restart")["status"]
-    e2e.emulator.set_delay(update=3.0)  # the update outlives the first operator
+    e2e.emulator.set_delay(update=4.0)  # the update outlives the first operator
     e2e.patch("restart", {"spec": {"mode": "Serial"}})
     wait("UpdateEndpoint", lambda: e2e.calls("e2e-restart", "UpdateEndpoint"), 10)
+    started = time.monotonic()
     first.stop()
-    assert e2e.sm.describe_endpoint(EndpointName="e2e-restart")["EndpointStatus"] == "Updating"
+    stopping = time.monotonic() - started
+    endpoint = e2e.sm.describe_endpoint(EndpointName="e2e-restart")
+    assert endpoint["EndpointStatus"] == "Updating", (f"stopping took {stopping:.1f}s", endpoint)
     assert not [op for op, _, _ in e2e.mutations("e2e-restart") if op.startswith("Delete")]
 
     e2e.start_operator()
@@ -315,6 +321,8 @@ def test_failed_creation_is_degraded_then_a_corrected_spec_recreates(running: Ha
     assert condition(obj, "Ready")["status"] == "False"
     assert obj["status"]["endpointStatus"] == "Failed"
     assert "Out of capacity" in obj["status"]["failureReason"]
+    warnings = [e for e in running.events("failed") if e.get("type") == "Warning"]
+    assert [e["reason"] for e in warnings] == [condition(obj, "Degraded")["reason"]], warnings
 
     running.patch("failed", {"spec": {"instanceType": "ml.c5.large"}})
     obj = running.wait_ready("failed")
