@@ -320,6 +320,34 @@ NOT_DEGRADED = _cond(False, "AsExpected")
 NOT_PROGRESSING = _cond(False, "Idle")
 
 
+def _progressing(
+    desired: Desired, observed: Observed, reason: str, message: str, endpoint_status: str | None = None
+) -> Report:
+    """SageMaker is (or is about to be) working: not Ready, Progressing, not Degraded."""
+    return _report(
+        desired,
+        observed,
+        ready=_cond(False, reason, message),
+        progressing=_cond(True, reason, message),
+        degraded=NOT_DEGRADED,
+        endpoint_status=endpoint_status,
+    )
+
+
+def _degraded(
+    desired: Desired, observed: Observed, reason: str, message: str, failure_reason: str = ""
+) -> Report:
+    """The operator cannot proceed until something changes: not Ready, not Progressing, Degraded."""
+    return _report(
+        desired,
+        observed,
+        ready=_cond(False, reason, message),
+        progressing=NOT_PROGRESSING,
+        degraded=_cond(True, reason, message),
+        failure_reason=failure_reason,
+    )
+
+
 # --- Reconcile -------------------------------------------------------------------------------------
 
 
@@ -340,26 +368,14 @@ def reconcile(desired: Desired, observed: Observed, memory: Memory, timing: Timi
     ]
     conflict = next((message for message in conflicts if message), None)
     if conflict:
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, "NotOwned", conflict),
-            progressing=NOT_PROGRESSING,
-            degraded=_cond(True, "NotOwned", conflict),
-            failure_reason=conflict,
-        )
+        report = _degraded(desired, observed, "NotOwned", conflict, failure_reason=conflict)
         return Decision((), report, timing.steady)
 
     if memory.terminal_failure:
         # SageMaker refused this spec (or access) for a reason retrying cannot fix: wait for a new spec.
         reason = memory.terminal_reason or REASON_REJECTED
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, reason, memory.terminal_failure),
-            progressing=NOT_PROGRESSING,
-            degraded=_cond(True, reason, memory.terminal_failure),
-            failure_reason=memory.terminal_failure,
+        report = _degraded(
+            desired, observed, reason, memory.terminal_failure, failure_reason=memory.terminal_failure
         )
         return Decision((), report, timing.steady)
 
@@ -378,14 +394,7 @@ def reconcile(desired: Desired, observed: Observed, memory: Memory, timing: Timi
             ),
         ]
         message = f"Creating endpoint {desired.endpoint_name}"
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, "Creating", message),
-            progressing=_cond(True, "Creating", message),
-            degraded=NOT_DEGRADED,
-            endpoint_status="Creating",
-        )
+        report = _progressing(desired, observed, "Creating", message, endpoint_status="Creating")
         return Decision(
             tuple(actions),
             report,
@@ -395,13 +404,7 @@ def reconcile(desired: Desired, observed: Observed, memory: Memory, timing: Timi
 
     if endpoint.status in BUSY:
         message = f"SageMaker endpoint is {endpoint.status}; waiting"
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, endpoint.status, message),
-            progressing=_cond(True, endpoint.status, message),
-            degraded=NOT_DEGRADED,
-        )
+        report = _progressing(desired, observed, endpoint.status, message)
         return Decision((), report, timing.busy)
 
     if endpoint.status == "Failed":
@@ -423,14 +426,7 @@ def _failed_endpoint(
             f"SageMaker endpoint {endpoint.name} failed: {reason}. Fix the cause and change the spec; "
             "the operator will then delete and recreate the endpoint."
         )
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, "EndpointFailed", message),
-            progressing=NOT_PROGRESSING,
-            degraded=_cond(True, "EndpointFailed", message),
-            failure_reason=reason,
-        )
+        report = _degraded(desired, observed, "EndpointFailed", message, failure_reason=reason)
         return Decision((), report, timing.steady)
     # A Failed endpoint accepts only DeleteEndpoint: delete it, then create it again with the new spec.
     action = Action(
@@ -440,14 +436,7 @@ def _failed_endpoint(
         f"Deleting failed endpoint {endpoint.name} to recreate it with config {desired.config_name}",
     )
     message = f"Recreating failed endpoint {endpoint.name} with the new spec"
-    report = _report(
-        desired,
-        observed,
-        ready=_cond(False, "Recreating", message),
-        progressing=_cond(True, "Recreating", message),
-        degraded=NOT_DEGRADED,
-        endpoint_status="Deleting",
-    )
+    report = _progressing(desired, observed, "Recreating", message, endpoint_status="Deleting")
     return Decision((action,), report, timing.busy)
 
 
@@ -467,13 +456,8 @@ def _on_desired_config(
     actions = [*_ensure_model_and_config(desired, observed), *_tag_actions(desired, observed, endpoint)]
     if endpoint.status != "InService":
         message = f"SageMaker endpoint is {endpoint.status} on the desired config"
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, endpoint.status, message),
-            progressing=NOT_PROGRESSING,
-            degraded=_cond(True, endpoint.status, message),
-            failure_reason=endpoint.failure_reason,
+        report = _degraded(
+            desired, observed, endpoint.status, message, failure_reason=endpoint.failure_reason
         )
         return Decision(tuple(actions), report, timing.busy)
 
@@ -527,14 +511,7 @@ def _on_other_config(
             f"Updating endpoint {endpoint.name} to {desired.config_name} failed and SageMaker rolled back to "
             f"{endpoint.config_name}: {reason}. Change the spec to try again."
         )
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, "UpdateRolledBack", message),
-            progressing=NOT_PROGRESSING,
-            degraded=_cond(True, "UpdateRolledBack", message),
-            failure_reason=reason,
-        )
+        report = _degraded(desired, observed, "UpdateRolledBack", message, failure_reason=reason)
         return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)
 
     actions = [
@@ -547,14 +524,7 @@ def _on_other_config(
         ),
     ]
     message = f"Updating endpoint {endpoint.name} to {desired.config_name}"
-    report = _report(
-        desired,
-        observed,
-        ready=_cond(False, "Updating", message),
-        progressing=_cond(True, "Updating", message),
-        degraded=NOT_DEGRADED,
-        endpoint_status="Updating",
-    )
+    report = _progressing(desired, observed, "Updating", message, endpoint_status="Updating")
     deployment = LastDeployment(
         endpoint_config_name=desired.config_name, from_endpoint_config_name=endpoint.config_name
     )
@@ -581,13 +551,7 @@ def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) ->
     if endpoint is not None and _owned(desired, endpoint.tags):
         if endpoint.status in BUSY:
             message = f"Waiting for SageMaker endpoint to leave {endpoint.status} before deleting it"
-            report = _report(
-                desired,
-                observed,
-                ready=_cond(False, "Deleting", message),
-                progressing=_cond(True, "Deleting", message),
-                degraded=NOT_DEGRADED,
-            )
+            report = _progressing(desired, observed, "Deleting", message)
             return Decision((), report, timing.busy)
         action = Action(
             "DeleteEndpoint",
@@ -596,14 +560,7 @@ def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) ->
             f"Deleting endpoint {endpoint.name}",
         )
         message = f"Deleting endpoint {endpoint.name}"
-        report = _report(
-            desired,
-            observed,
-            ready=_cond(False, "Deleting", message),
-            progressing=_cond(True, "Deleting", message),
-            degraded=NOT_DEGRADED,
-            endpoint_status="Deleting",
-        )
+        report = _progressing(desired, observed, "Deleting", message, endpoint_status="Deleting")
         return Decision((action,), report, timing.busy)
 
     # The endpoint is gone (or was never ours): remove the configs and models this object owns.
