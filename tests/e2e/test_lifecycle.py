@@ -210,7 +210,8 @@ def test_operator_stopped_mid_update_converges_after_restart(e2e: Harness) -> No
     first = e2e.start_operator()
     e2e.create(manifest("restart"))
     before = e2e.wait_ready("restart")["status"]
-    e2e.emulator.set_delay(update=4.0)  # the update outlives the first operator
+    # The update outlives the first operator, even when stopping it takes seconds (it can take 5 s).
+    e2e.emulator.set_delay(update=8.0)
     e2e.patch("restart", {"spec": {"mode": "Serial"}})
     wait("UpdateEndpoint", lambda: e2e.calls("e2e-restart", "UpdateEndpoint"), 10)
     started = time.monotonic()
