@@ -97,13 +97,20 @@ def _now() -> str:
 
 
 def _conditions(previous: list[dict[str, Any]], report: core.Report, generation: int) -> list[dict[str, Any]]:
-    """Ready/Progressing/Degraded, keeping lastTransitionTime while a condition's status holds."""
+    """Ready/Progressing/Degraded, keeping lastTransitionTime while a condition's status holds.
+
+    Reconciling and Stalled repeat Progressing and Degraded under the names kstatus (Flux, kpt) reads:
+    without them kstatus calls a resource "Current" while SageMaker is still creating it.
+    """
     old = {item.get("type"): item for item in previous}
+    now = _now()
     result = []
     for kind, cond in (
         ("Ready", report.ready),
         ("Progressing", report.progressing),
         ("Degraded", report.degraded),
+        ("Reconciling", report.progressing),
+        ("Stalled", report.degraded),
     ):
         status = "True" if cond.status else "False"
         before = old.get(kind, {})
@@ -114,7 +121,7 @@ def _conditions(previous: list[dict[str, Any]], report: core.Report, generation:
                 "status": status,
                 "reason": cond.reason,
                 "message": cond.message,
-                "lastTransitionTime": since or _now(),
+                "lastTransitionTime": since or now,
                 "observedGeneration": generation,
             }
         )

@@ -23,7 +23,14 @@ def test_create_becomes_ready(running: Harness) -> None:
     assert status["containerCount"] == 2
     assert status["modelName"].startswith("e2e-create-")
     assert status["endpointConfigName"].startswith("e2e-create-")
-    for kind, value in (("Ready", "True"), ("Progressing", "False"), ("Degraded", "False")):
+    # Reconciling/Stalled are the kstatus names of Progressing/Degraded (Flux, kpt).
+    for kind, value in (
+        ("Ready", "True"),
+        ("Progressing", "False"),
+        ("Degraded", "False"),
+        ("Reconciling", "False"),
+        ("Stalled", "False"),
+    ):
         cond = condition(obj, kind)
         assert cond["status"] == value, cond
         assert cond["observedGeneration"] == meta["generation"]
@@ -161,6 +168,10 @@ def test_failed_update_is_degraded_once_then_a_corrected_spec_recovers(running: 
     cond = condition(obj, "Degraded")
     assert cond["reason"] == "UpdateRolledBack"
     assert "could not be pulled" in cond["message"]
+    stalled = condition(obj, "Stalled")
+    assert [stalled[k] for k in ("status", "reason", "message")] == [
+        cond[k] for k in ("status", "reason", "message")
+    ]
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Ready")["observedGeneration"] == 2
     described = running.sm.describe_endpoint(EndpointName="e2e-rollback")
