@@ -34,6 +34,8 @@ class Identity:
     name: str
     uid: str
     generation: int
+    # Take over resources left by an earlier object of the same namespace/name (see naming.names_owner).
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,7 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
 
 def _owned(desired: Desired, tags: Mapping[str, str]) -> bool:
     identity = desired.identity
-    return naming.names_owner(tags, identity.namespace, identity.name, identity.uid)
+    return naming.names_owner(tags, identity.namespace, identity.name, identity.uid, adopt=identity.adopt)
 
 
 def _find(items: Sequence[Tagged], name: str) -> Tagged | None:
@@ -459,7 +461,8 @@ def _on_desired_config(
         report = _degraded(
             desired, observed, endpoint.status, message, failure_reason=endpoint.failure_reason
         )
-        return Decision(tuple(actions), report, timing.busy)
+        # Nothing here ends by itself soon: look again at the steady pace unless something was done.
+        return Decision(tuple(actions), report, timing.busy if actions else timing.steady)
 
     # The endpoint serves the desired config: only now is it safe to remove what it used before
     # (deleting a config or model still in use breaks SageMaker's own patching of the endpoint).
@@ -491,7 +494,10 @@ def _on_desired_config(
         progressing=NOT_PROGRESSING,
         degraded=NOT_DEGRADED,
     )
-    return Decision(tuple(actions), report, timing.busy if actions else timing.steady)
+    # Remember that the endpoint now serves the desired config, so that a rolled-back update to some
+    # other config in the past is not mistaken for one when that config is desired again later.
+    served = LastDeployment(endpoint_config_name=desired.config_name)
+    return Decision(tuple(actions), report, timing.busy if actions else timing.steady, last_deployment=served)
 
 
 def _on_other_config(
@@ -504,6 +510,16 @@ def _on_other_config(
         and last.from_endpoint_config_name is not None
         and last.from_endpoint_config_name.lower() == endpoint.config_name.lower()
     )
+    if rolled_back and endpoint.status != "InService":
+        # The update and its rollback both failed (UpdateRollbackFailed: a mixed fleet), or the endpoint
+        # is out of service: say what SageMaker says, and do not pile another update on top.
+        reason = endpoint.failure_reason or "SageMaker gave no reason"
+        message = (
+            f"Updating endpoint {endpoint.name} to {desired.config_name} failed and the endpoint is "
+            f"{endpoint.status} on {endpoint.config_name}: {reason}. Change the spec to try again."
+        )
+        report = _degraded(desired, observed, endpoint.status, message, failure_reason=reason)
+        return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)
     if rolled_back:
         # SageMaker tried the desired config and went back to the old one: report, do not loop.
         reason = endpoint.failure_reason or "SageMaker gave no reason"

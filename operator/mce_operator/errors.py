@@ -33,7 +33,13 @@ class Rule:
 
 # First match wins. Codes are botocore's ``Error.Code``; messages are SageMaker's own texts.
 TABLE: tuple[Rule, ...] = (
-    Rule("ValidationException", "Could not find", ErrorKind.NOT_FOUND, "NotFound"),
+    # Only SageMaker's "this resource does not exist" texts: other "Could not find ..." messages (say,
+    # of model data in S3) are rejections of the request, not absence.
+    Rule("ValidationException", 'Could not find model "arn:', ErrorKind.NOT_FOUND, "NotFound"),
+    Rule(
+        "ValidationException", 'Could not find endpoint configuration "arn:', ErrorKind.NOT_FOUND, "NotFound"
+    ),
+    Rule("ValidationException", 'Could not find endpoint "arn:', ErrorKind.NOT_FOUND, "NotFound"),
     Rule("ValidationException", "Cannot create already existing", ErrorKind.EXISTS, "AlreadyExists"),
     Rule("ValidationException", "Cannot update in-progress", ErrorKind.RETRY, "EndpointBusy"),
     Rule("ValidationException", "", ErrorKind.TERMINAL, "SageMakerRejected"),

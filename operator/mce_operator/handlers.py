@@ -147,7 +147,9 @@ def _status(
         "conditions": _conditions(list(current.get("conditions") or []), report, generation),
     }
     if last_deployment is not None:
-        status["lastDeployment"] = last_deployment.model_dump(by_alias=True, exclude_none=True)
+        # Not exclude_none: status is merge-patched, and only an explicit null removes an old
+        # fromEndpointConfigName.
+        status["lastDeployment"] = last_deployment.model_dump(by_alias=True)
     return status
 
 
@@ -214,6 +216,7 @@ def _identity(meta: Mapping[str, Any]) -> core.Identity:
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 1),
+        adopt=(meta.get("annotations") or {}).get(naming.ADOPT_ANNOTATION, "").lower() == "true",
     )
 
 

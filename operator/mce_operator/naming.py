@@ -52,7 +52,13 @@ def name_prefix(endpoint_name: str) -> str:
 
 
 def child_name(endpoint_name: str, request_without_name: Mapping[str, Any]) -> str:
-    return f"{name_prefix(endpoint_name)}-{_digest(request_without_name, HASH_LENGTH)}"
+    payload: Any = request_without_name
+    if len(endpoint_name) > PREFIX_LENGTH:
+        # The prefix lost part of the endpoint name: hash the whole name too, or two endpoints whose
+        # names share their first characters would get the same model and config names. (Names that
+        # fit keep the hash of the request alone, so they do not change.)
+        payload = {"endpoint": endpoint_name, "request": request_without_name}
+    return f"{name_prefix(endpoint_name)}-{_digest(payload, HASH_LENGTH)}"
 
 
 def is_child_name(endpoint_name: str, candidate: str) -> bool:
@@ -65,13 +71,17 @@ def ownership_tags(namespace: str, name: str, uid: str) -> dict[str, str]:
     return {TAG_NAMESPACE: namespace, TAG_NAME: name, TAG_UID: uid}
 
 
-def names_owner(tags: Mapping[str, str], namespace: str, name: str, uid: str) -> bool:
-    """A SageMaker resource belongs to this object if its tags name it.
+ADOPT_ANNOTATION = f"{GROUP}/adopt"
 
-    The same uid is the usual case. The same namespace and name with another uid is an object that was
-    deleted with ``deletionPolicy: Retain`` and created again (for example by a GitOps re-sync): the new
-    object adopts what its predecessor left, and the uid tag is updated.
+
+def names_owner(tags: Mapping[str, str], namespace: str, name: str, uid: str, *, adopt: bool = False) -> bool:
+    """A SageMaker resource belongs to this object if its tags carry the object's uid.
+
+    With ``adopt`` (the object's annotation ``sagemaker.mce.dev/adopt: "true"``), resources whose tags
+    name the same namespace and name under another uid belong to it too: what an object deleted with
+    ``deletionPolicy: Retain`` left behind, taken over by its re-creation; the uid tag is then updated.
+    Adoption is opt-in because the same namespace/name can exist in two clusters sharing an account.
     """
     if tags.get(TAG_UID) == uid:
         return True
-    return tags.get(TAG_NAMESPACE) == namespace and tags.get(TAG_NAME) == name
+    return adopt and tags.get(TAG_NAMESPACE) == namespace and tags.get(TAG_NAME) == name

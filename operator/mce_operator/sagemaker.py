@@ -193,7 +193,11 @@ class SageMaker:
                     failure_reason=described.get("FailureReason", "") or "",
                     tags=tags,
                 )
-        if endpoint is not None and endpoint.status in BUSY:
+        identity = desired.identity
+        owned = endpoint is not None and naming.names_owner(
+            endpoint.tags, identity.namespace, identity.name, identity.uid, adopt=identity.adopt
+        )
+        if endpoint is not None and owned and endpoint.status in BUSY:
             # While SageMaker is busy the only possible decision is to wait (or, for a foreign endpoint,
             # to refuse): listing models and configs and reading their tags would be wasted calls.
             return Observed(endpoint=endpoint)

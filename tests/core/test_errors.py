@@ -25,6 +25,13 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012"
             ErrorKind.NOT_FOUND,
             "NotFound",
         ),
+        # Any other "Could not find ..." is SageMaker rejecting the request, not absence.
+        (
+            "ValidationException",
+            "Could not find model data at s3://bucket/key/model.tar.gz.",
+            ErrorKind.TERMINAL,
+            "SageMakerRejected",
+        ),
         (
             "ValidationException",
             f'Cannot create already existing model "{ARN}:model/m".',

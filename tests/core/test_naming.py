@@ -114,12 +114,18 @@ def test_child_names_fit_sagemaker(endpoint_name: str) -> None:
 
 
 def test_two_long_endpoint_names_with_the_same_start_share_a_prefix_but_not_names() -> None:
-    # The prefix is cut to 52 characters; ownership tags, not the name, tell such objects apart.
+    # The prefix is cut to 52 characters; the hash then covers the whole endpoint name, so two objects
+    # with the same containers do not fight over one model name (each would see the other's as foreign).
     first = _desired(endpointName="p" * 60 + "-a")
     second = _desired(endpointName="p" * 60 + "-b")
     assert naming.name_prefix(first.endpoint_name) == naming.name_prefix(second.endpoint_name)
-    assert first.model_name == second.model_name  # same content, same name...
-    assert first.tags == second.tags  # ...told apart by the object's tags (same identity here)
+    assert first.model_name != second.model_name
+    assert first.config_name != second.config_name
+    # ...and names that fit in the prefix keep the hash of the request alone (no rename on upgrade).
+    short = _desired(endpointName="fraud-prod")
+    assert short.model_name == naming.child_name(
+        "fraud-prod", {k: v for k, v in short.model_request.items() if k != "ModelName"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -163,10 +169,12 @@ def test_ownership_tags_and_owner() -> None:
         "sagemaker.mce.dev/uid": "uid-1",
     }
     assert naming.names_owner(tags, "ml", "fraud", "uid-1")
-    # Same namespace/name, new uid: a re-created object adopts what its predecessor retained.
-    assert naming.names_owner(tags, "ml", "fraud", "uid-2")
-    assert not naming.names_owner(tags, "ml", "other", "uid-2")
-    assert not naming.names_owner(tags, "prod", "fraud", "uid-2")
+    # Same namespace/name, new uid: a re-created object adopts what its predecessor retained, only if
+    # it opts in (the same namespace/name may exist in another cluster sharing the AWS account).
+    assert not naming.names_owner(tags, "ml", "fraud", "uid-2")
+    assert naming.names_owner(tags, "ml", "fraud", "uid-2", adopt=True)
+    assert not naming.names_owner(tags, "ml", "other", "uid-2", adopt=True)
+    assert not naming.names_owner(tags, "prod", "fraud", "uid-2", adopt=True)
     assert not naming.names_owner({}, "ml", "fraud", "uid-1")
     assert not naming.names_owner({"team": "risk"}, "ml", "fraud", "uid-1")
 

@@ -226,7 +226,9 @@ def _check_invariants(desired: core.Desired, observed: core.Observed, decision: 
     foreign = {
         item.name
         for item in resources
-        if not naming.names_owner(item.tags, identity.namespace, identity.name, identity.uid)
+        if not naming.names_owner(
+            item.tags, identity.namespace, identity.name, identity.uid, adopt=identity.adopt
+        )
     }
     for action in decision.actions:
         if not action.operation.startswith("Create"):

@@ -114,9 +114,8 @@ def test_create_then_mode_change_then_tag_change_then_delete(harness: Harness, e
         ("DeleteModel", first.model_name),
     ]
     assert_superseded_kept_until_switch(updated, first, second)
-    assert updated.memory.last_deployment == LastDeployment(
-        endpoint_config_name=second.config_name, from_endpoint_config_name=first.config_name
-    )
+    # Once the endpoint serves the new config, that is what is remembered.
+    assert updated.memory.last_deployment == LastDeployment(endpoint_config_name=second.config_name)
 
     # Tag change: tags edited in place on all three, nothing recreated, no endpoint update.
     emu.clear_calls()
@@ -332,8 +331,13 @@ def test_retain_then_adoption_by_a_recreated_object(harness: Harness, emu: Emula
     assert harness.mutating_calls() == []
     assert_only(harness, target)
 
-    # The object is created again (a GitOps re-sync): same namespace/name, new uid.
-    successor = generation(1, uid="uid-2")
+    # The object is created again (a GitOps re-sync): same namespace/name, new uid. Without opting in
+    # it leaves its predecessor's endpoint alone...
+    stranger = harness.converge(raw, generation(1, uid="uid-2"))
+    assert stranger.conditions["Degraded"].startswith("True/NotOwned")
+    assert harness.mutating_calls() == []
+    # ...with the annotation sagemaker.mce.dev/adopt: "true" it takes it over.
+    successor = generation(1, uid="uid-2", adopt=True)
     adopted = harness.converge(raw, successor)
     assert adopted.conditions == READY
     assert Counter(op for op, _ in harness.mutating_calls()) == {"AddTags": 3}
