@@ -25,7 +25,9 @@ UPDATABLE = frozenset({"InService", "UpdateRollbackFailed", "OutOfService"})
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_REJECTED = "SageMakerRejected"
 REASON_ACCESS_DENIED = "AccessDenied"
-TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_REJECTED, REASON_ACCESS_DENIED})
+# AccessDenied and quota errors are Degraded too, but retried at the steady pace: they are fixed outside
+# the spec (IAM, a quota increase), so waiting for a spec change would strand the object.
+TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_REJECTED})
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The one table that says what a SageMaker error means for the reconciler.
 
-- TERMINAL: retrying the same spec cannot help (SageMaker rejected the request, or the operator may not
-  do it). The object goes Degraded and is not retried until its spec changes.
+- TERMINAL: retrying at once cannot help (SageMaker rejected the request, or the operator may not do
+  it). The object goes Degraded. A rejected spec is not retried until the spec changes; access and
+  quota errors, fixed outside the spec, are retried at the steady pace.
 - RETRY: transient (throttling, 5xx, an endpoint busy with another change, a network failure): look
   again after a delay.
 - NOT_FOUND: the resource is not there; for a delete that is success, for a describe it is absence.
@@ -45,7 +46,7 @@ TABLE: tuple[Rule, ...] = (
     Rule("ValidationException", "", ErrorKind.TERMINAL, "SageMakerRejected"),
     Rule("ResourceNotFound", "", ErrorKind.NOT_FOUND, "NotFound"),
     Rule("ResourceInUse", "", ErrorKind.RETRY, "ResourceInUse"),
-    Rule("ResourceLimitExceeded", "", ErrorKind.TERMINAL, "SageMakerRejected"),
+    Rule("ResourceLimitExceeded", "", ErrorKind.TERMINAL, "QuotaExceeded"),
     Rule("AccessDeniedException", "", ErrorKind.TERMINAL, "AccessDenied"),
     Rule("AccessDenied", "", ErrorKind.TERMINAL, "AccessDenied"),
     Rule("UnrecognizedClientException", "", ErrorKind.TERMINAL, "AccessDenied"),
@@ -57,6 +58,10 @@ TABLE: tuple[Rule, ...] = (
     Rule("InternalFailure", "", ErrorKind.RETRY, "SageMakerUnavailable"),
     Rule("ServiceUnavailable", "", ErrorKind.RETRY, "SageMakerUnavailable"),
     Rule("ExpiredTokenException", "", ErrorKind.RETRY, "CredentialsExpired"),
+    # botocore's own errors, raised before any request is sent (the code is the exception's name).
+    Rule("NoCredentialsError", "", ErrorKind.TERMINAL, "AccessDenied"),
+    Rule("NoRegionError", "", ErrorKind.TERMINAL, "Misconfigured"),
+    Rule("InvalidRegionError", "", ErrorKind.TERMINAL, "Misconfigured"),
 )
 
 # Anything not in the table (a new code, a network error) is assumed transient: retrying is cheap and

@@ -11,11 +11,13 @@ Handlers are sync functions: boto3 is blocking, and kopf runs sync handlers in a
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -189,25 +191,25 @@ class _ObjectState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.next_check = 0.0
+        # Set by the deletion handler: from then on the reconcile must not create anything.
+        self.deleting = False
+
+
+_STATE_LOCK = threading.Lock()
 
 
 def _state(memo: Any) -> _ObjectState:
-    # kopf gives every object its own shallow copy of the operator's memo.
-    state = getattr(memo, "object_state", None)
-    if not isinstance(state, _ObjectState):
-        state = _ObjectState()
-        memo.object_state = state
-    return state
+    # kopf gives every object its own shallow copy of the operator's memo; the handler and the timer
+    # may ask for the state at the same moment, so it is made under a lock.
+    with _STATE_LOCK:
+        state = getattr(memo, "object_state", None)
+        if not isinstance(state, _ObjectState):
+            state = _ObjectState()
+            memo.object_state = state
+        return state
 
 
 # --- the reconcile ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Outcome:
-    delay: float
-    busy: bool
-    finished: bool = False
 
 
 def _identity(meta: Mapping[str, Any]) -> core.Identity:
@@ -220,28 +222,58 @@ def _identity(meta: Mapping[str, Any]) -> core.Identity:
     )
 
 
-def _invalid(
+def _blocked(
     body: kopf.Body,
     patch: kopf.Patch,
     status: Mapping[str, Any],
-    identity: core.Identity,
-    error: api.SpecError,
+    generation: int,
+    reason: str,
+    message: str,
+    desired: core.Desired | None = None,
 ) -> None:
-    message = "The spec is invalid: " + "; ".join(error.messages)
-    bad = core.Cond(True, core.REASON_INVALID_SPEC, message)
+    """Degraded for a reason of the operator's own (invalid spec, SageMaker unreadable): status keeps
+    what was last observed, and one Warning Event is posted when the reason appears."""
     report = core.Report(
-        endpoint_name=str(status.get("endpointName") or ""),
+        endpoint_name=desired.endpoint_name if desired else str(status.get("endpointName") or ""),
         endpoint_arn=status.get("endpointArn"),
         endpoint_status=status.get("endpointStatus"),
-        model_name="",
-        endpoint_config_name="",
+        model_name=desired.model_name if desired else str(status.get("modelName") or ""),
+        endpoint_config_name=desired.config_name if desired else str(status.get("endpointConfigName") or ""),
         failure_reason=message,
-        ready=core.Cond(False, core.REASON_INVALID_SPEC, message),
+        ready=core.Cond(False, reason, message),
         progressing=core.NOT_PROGRESSING,
-        degraded=bad,
+        degraded=core.Cond(True, reason, message),
     )
-    if _write_status(patch, status, _status(status, report, identity.generation, None, None)):
-        kopf.warn(body, reason=core.REASON_INVALID_SPEC, message=message)
+    count = desired.container_count if desired else status.get("containerCount")
+    last = status.get("lastDeployment")
+    deployment = api.LastDeployment.model_validate(last) if isinstance(last, dict) else None
+    new_status = _status(status, report, generation, count, deployment)
+    if _newly_degraded(status, report, generation):
+        kopf.warn(body, reason=reason, message=message)
+    _write_status(patch, status, new_status)
+
+
+def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemaker: SageMaker) -> list[str]:
+    """The CRD's CEL rules make endpointName and region immutable; if they were bypassed (an old CRD,
+    ``--validate=false``), following the change would orphan the endpoint this object manages."""
+    arn = str(status.get("endpointArn") or "")
+    if not arn.startswith("arn:"):
+        return []
+    problems = []
+    recorded = status.get("endpointName")
+    if recorded and str(recorded).lower() != desired.endpoint_name.lower():
+        problems.append(
+            f"spec.endpointName: is immutable: this object manages endpoint {recorded!r}; "
+            "create a new object for another endpoint"
+        )
+    region = arn.split(":")[3] if arn.count(":") >= 5 else ""
+    wanted = desired.region or sagemaker.default_region()
+    if region and wanted and region != wanted:
+        problems.append(
+            f"spec.region: is immutable: this object's endpoint is in {region!r}, not {wanted!r}; "
+            "create a new object for another region"
+        )
+    return problems
 
 
 def _act(
@@ -265,6 +297,10 @@ def _act(
     return None
 
 
+# Calls whose refusal means "this spec cannot be deployed": remembered until the spec changes.
+DEPLOYING = frozenset({"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint"})
+
+
 def _reconcile(
     body: kopf.Body,
     spec: Mapping[str, Any],
@@ -273,57 +309,79 @@ def _reconcile(
     patch: kopf.Patch,
     memo: Any,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> _Outcome:
+) -> float:
+    """One reconcile; returns the seconds until the next look."""
     config = _config(memo)
     timing = config.timing
     identity = _identity(meta)
+    sagemaker: SageMaker = memo.sagemaker
     try:
         parsed = api.parse_spec(dict(spec))
     except api.SpecError as error:
-        _invalid(body, patch, status, identity, error)
-        return _Outcome(timing.steady, busy=False)
+        message = "The spec is invalid: " + "; ".join(error.messages)
+        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message)
+        return timing.steady
 
     desired = core.desired_state(parsed, identity)
-    sagemaker: SageMaker = memo.sagemaker
+    immutable = _immutable_changes(status, desired, sagemaker)
+    if immutable:
+        message = "The spec is invalid: " + "; ".join(immutable)
+        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message, desired)
+        return timing.steady
+
     memory = _memory(status, identity.generation)
     try:
         observed = sagemaker.observe(desired)
-    except SageMakerError as observe_error:
-        logger.warning(f"Could not observe SageMaker: {observe_error}")
-        return _Outcome(timing.busy, busy=True)
+    except SageMakerError as error:
+        logger.warning(f"Could not read SageMaker's state: {error}")
+        if error.kind is not ErrorKind.TERMINAL:
+            return timing.busy
+        # The operator cannot even look (access denied, bad region): say so; look again slowly.
+        message = (
+            f"Cannot read SageMaker's state: {error.code}: {error.message}. Check the operator's AWS "
+            f"permissions and region; retried every {timing.steady:g} s."
+        )
+        _blocked(body, patch, status, identity.generation, error.rule.reason, message, desired)
+        return timing.steady
 
     decision = core.reconcile(desired, observed, memory, timing)
     failure = _act(body, sagemaker, desired, decision, logger)
     report, last_deployment = decision.report, memory.last_deployment
-    delay, busy = decision.requeue_after, decision.requeue_after < timing.steady
+    delay = decision.requeue_after
+    observed_status = observed.endpoint.status if observed.endpoint else None
     if failure is None:
         last_deployment = decision.last_deployment or last_deployment
     elif failure.kind is ErrorKind.TERMINAL:
+        reason = failure.rule.reason
+        if reason == core.REASON_REJECTED and failure.operation not in DEPLOYING:
+            # Refused housekeeping (a delete, a tag) does not mean the spec cannot be deployed.
+            reason = f"{failure.operation}Rejected"
+        remembered = reason in core.TERMINAL_REASONS
+        retry = (
+            "it is retried when the spec changes."
+            if remembered
+            else f"it is retried every {timing.steady:g} s."
+        )
         message = (
             f"SageMaker refused {failure.operation} {failure.name}: {failure.code}: {failure.message}. "
-            "Fix the spec (or the operator's permissions); it is retried when the spec changes."
+            f"Fix the spec (or the operator's permissions); {retry}"
         )
-        terminal = core.Cond(True, failure.rule.reason, message)
-        report = core.Report(
-            **{
-                **report.__dict__,
-                "ready": core.Cond(False, failure.rule.reason, message),
-                "progressing": core.NOT_PROGRESSING,
-                "degraded": terminal,
-                "failure_reason": message,
-                "endpoint_status": observed.endpoint.status if observed.endpoint else None,
-            }
+        report = dataclasses.replace(
+            report,
+            ready=core.Cond(False, reason, message),
+            progressing=core.NOT_PROGRESSING,
+            degraded=core.Cond(True, reason, message),
+            failure_reason=message,
+            endpoint_status=observed_status,
         )
-        delay, busy = timing.steady, False
+        delay = timing.steady
     else:
-        report = core.Report(
-            **{
-                **report.__dict__,
-                "endpoint_status": observed.endpoint.status if observed.endpoint else None,
-                "failure_reason": f"{failure.code}: {failure.message} (retrying)",
-            }
+        report = dataclasses.replace(
+            report,
+            endpoint_status=observed_status,
+            failure_reason=f"{failure.code}: {failure.message} (retrying)",
         )
-        delay, busy = timing.busy, True
+        delay = timing.busy
 
     new_status = _status(status, report, identity.generation, desired.container_count, last_deployment)
     if failure is None and _newly_degraded(status, report, identity.generation):
@@ -331,7 +389,7 @@ def _reconcile(
         # Warning Event when it appears, not one per check.
         kopf.warn(body, reason=report.degraded.reason, message=report.degraded.message)
     _write_status(patch, status, new_status)
-    return _Outcome(delay, busy=busy)
+    return delay
 
 
 def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: int) -> bool:
@@ -347,12 +405,17 @@ def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: 
     )
 
 
-def _run_guarded(memo: Any, run: Any) -> _Outcome:
+def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> None:
+    """Run one reconcile of this object unless another is running (timer) or it is being deleted."""
     state = _state(memo)
-    with state.lock:
-        outcome: _Outcome = run()
-        state.next_check = time.monotonic() + outcome.delay
-        return outcome
+    if not state.lock.acquire(blocking=blocking):
+        return
+    try:
+        if state.deleting:
+            return
+        state.next_check = time.monotonic() + run()
+    finally:
+        state.lock.release()
 
 
 @kopf.on.resume(*RESOURCE)
@@ -368,13 +431,14 @@ def reconcile(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    outcome = _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
-    if outcome.busy:
-        raise kopf.TemporaryError("SageMaker is still working; looking again", delay=outcome.delay)
+    """React to a new, changed or (after a restart) resumed object at once. What follows — waiting
+    for SageMaker, drift checks, retries — is the timer's: one poller per object, and no Kubernetes
+    write while nothing changes (a kopf retry would record its progress on the object every time)."""
+    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
 
 
 @kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
-def recheck(
+async def recheck(
     body: kopf.Body,
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -384,11 +448,19 @@ def recheck(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Drift detection: out-of-band deletions and changes are repaired on the next due check."""
+    """Look again when due: fast while SageMaker works, slowly when steady (drift: out-of-band
+    deletions and changes are repaired). A tick that is not due costs nothing: no thread, no call."""
     state = _state(memo)
-    if meta.get("deletionTimestamp") or time.monotonic() < state.next_check:
+    if meta.get("deletionTimestamp") or state.deleting or time.monotonic() < state.next_check:
         return
-    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    if state.lock.locked():
+        return  # a change handler is reconciling this object right now
+    await asyncio.to_thread(
+        _run_guarded,
+        memo,
+        lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
+        blocking=False,
+    )
 
 
 @kopf.on.delete(*RESOURCE)
@@ -406,7 +478,9 @@ def delete(
     identity = _identity(meta)
     desired = _deletion_target(spec, identity)
     sagemaker: SageMaker = memo.sagemaker
-    with _state(memo).lock:
+    state = _state(memo)
+    with state.lock:
+        state.deleting = True
         try:
             observed = sagemaker.observe(desired)
         except SageMakerError as error:
@@ -434,7 +508,11 @@ def _deletion_target(spec: Mapping[str, Any], identity: core.Identity) -> core.D
         return core.desired_state(api.parse_spec(dict(spec)), identity)
     except api.SpecError:
         name = spec.get("endpointName") or naming.default_endpoint_name(identity.namespace, identity.name)
-        policy = api.DeletionPolicy(spec.get("deletionPolicy") or api.DeletionPolicy.DELETE.value)
+        try:
+            policy = api.DeletionPolicy(spec.get("deletionPolicy") or api.DeletionPolicy.DELETE.value)
+        except ValueError:
+            # An unreadable policy must not strand the finalizer; Delete is the documented default.
+            policy = api.DeletionPolicy.DELETE
         return core.Desired(
             identity=identity,
             endpoint_name=str(name),
@@ -473,7 +551,7 @@ def operator(
     )
 
 
-BUSY_MESSAGES = ("SageMaker is still working", "Waiting for SageMaker")
+BUSY_MESSAGES = ("Waiting for SageMaker",)
 
 
 class WaitingIsNotAnError(logging.Filter):

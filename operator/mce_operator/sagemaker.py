@@ -100,8 +100,21 @@ class SageMaker:
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
 
+    def default_region(self) -> str | None:
+        """The region of objects without spec.region: the setting, else boto3's own resolution."""
+        region: str | None = self.client(None).meta.region_name
+        return region
+
     def client(self, region: str | None) -> Any:
         region = region or self.settings.region
+        try:
+            return self._client(region)
+        except botocore.exceptions.BotoCoreError as error:
+            # No region configured, an invalid one, unreadable AWS config: a SageMakerError like any
+            # other, so it shows in the object's status instead of escaping as a crash.
+            raise _error("client", region or "", error) from error
+
+    def _client(self, region: str | None) -> Any:
         with self._lock:
             if region not in self._clients:
                 config = botocore.config.Config(

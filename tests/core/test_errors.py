@@ -63,7 +63,7 @@ ARN = "arn:aws:sagemaker:us-east-1:123456789012"
             ErrorKind.TERMINAL,
             "SageMakerRejected",
         ),
-        ("ResourceLimitExceeded", "account-level service limit", ErrorKind.TERMINAL, "SageMakerRejected"),
+        ("ResourceLimitExceeded", "account-level service limit", ErrorKind.TERMINAL, "QuotaExceeded"),
         ("AccessDeniedException", "not authorized to perform", ErrorKind.TERMINAL, "AccessDenied"),
         ("AccessDenied", "", ErrorKind.TERMINAL, "AccessDenied"),
         ("UnrecognizedClientException", "invalid token", ErrorKind.TERMINAL, "AccessDenied"),
