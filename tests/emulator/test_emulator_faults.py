@@ -72,6 +72,27 @@ def test_server_errors(emu: Emulator, sm: Any, status: int, code: str) -> None:
     assert sm.list_endpoints()["Endpoints"] == []
 
 
+def test_denied_access_as_iam_answers_it(emu: Emulator, sm: Any) -> None:
+    fault = emu.deny(["DescribeEndpoint", "CreateModel"])
+    for _ in range(3):  # no count: every matching call, until the fault is removed
+        response = error_of(sm.describe_endpoint, EndpointName="x")
+        assert response["Error"]["Code"] == "AccessDeniedException"
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "is not authorized to perform: sagemaker:DescribeEndpoint" in response["Error"]["Message"]
+        assert "123456789012" in response["Error"]["Message"]
+    assert sm.list_endpoints()["Endpoints"] == []  # other operations are allowed
+    assert emu.faults == [
+        {"id": fault.id, "kind": "deny", "count": None, "operations": ["CreateModel", "DescribeEndpoint"]}
+    ]
+    assert [c.outcome for c in emu.calls_to("DescribeEndpoint")] == ["AccessDeniedException"] * 3
+    emu.remove_fault(fault)
+    assert error_of(sm.describe_endpoint, EndpointName="x")["Error"]["Code"] == "ValidationException"
+
+    emu.deny(count=1)  # every control-plane operation, once
+    assert error_of(sm.list_models)["Error"]["Code"] == "AccessDeniedException"
+    assert sm.list_models()["Models"] == []
+
+
 def test_latency(emu: Emulator, sm: Any) -> None:
     fault = emu.add_latency(0.2, operations=["ListModels"])
     started = time.monotonic()
@@ -138,6 +159,18 @@ def test_admin_api(emu: Emulator, sm: Any, deploy: Callable[..., None]) -> None:
     )
     assert error_of(sm.list_models)["Error"]["Code"] == "ServiceUnavailable"
     assert admin(emu, "DELETE", "/faults")[0] == 200
+
+    status, answer = admin(emu, "POST", "/faults", {"kind": "deny", "operations": "ListModels"})
+    assert (status, answer["faults"][0]["count"], answer["faults"][0]["operations"]) == (
+        200,
+        None,
+        ["ListModels"],
+    )
+    denied = error_of(sm.list_models)["Error"]
+    assert denied["Code"] == "AccessDeniedException"
+    assert "sagemaker:ListModels" in denied["Message"]
+    sm.list_endpoints()
+    assert admin(emu, "DELETE", "/faults")[0] == 200
     assert admin(emu, "GET", "/faults")[1] == {"faults": []}
 
     admin(emu, "POST", "/faults", {"kind": "fail_create", "endpoint": "doomed", "reason": "No capacity."})
@@ -185,6 +218,7 @@ def test_admin_api_refuses_nonsense(emu: Emulator) -> None:
     assert admin(emu, "POST", "/faults", {"kind": "throttle"})[0] == 400  # neither rate nor count
     assert admin(emu, "POST", "/faults", {"kind": "server_error", "count": 1, "status": 418})[0] == 400
     assert admin(emu, "POST", "/faults", {"kind": "throttle", "rate": 2})[0] == 400
+    assert admin(emu, "POST", "/faults", {"kind": "deny", "count": -1})[0] == 400
     assert admin(emu, "POST", "/config", {"delay": -1})[0] == 400
     assert admin(emu, "POST", "/state", {"endpoint": "x", "status": "Bogus"})[0] == 400
     assert admin(emu, "GET", "/nothing")[0] == 404

@@ -30,6 +30,15 @@ def throttling() -> ServiceError:
     return ServiceError("ThrottlingException", "Rate exceeded")
 
 
+def access_denied(account: str, operation: str) -> ServiceError:
+    """IAM's refusal of an action, as SageMaker answers it (HTTP 400)."""
+    return ServiceError(
+        "AccessDeniedException",
+        f"User: arn:aws:sts::{account}:assumed-role/mce-emulator/session is not authorized to perform: "
+        f"sagemaker:{operation} because no identity-based policy allows the sagemaker:{operation} action",
+    )
+
+
 SERVER_ERRORS: dict[int, tuple[str, str]] = {
     500: ("InternalFailure", "An internal error occurred. Try again."),
     503: ("ServiceUnavailable", "The service is unavailable. Try again later."),

@@ -1,4 +1,5 @@
-"""Fault injection: throttling, server errors, latency, and endpoint creations or updates that fail.
+"""Fault injection: throttling, server errors, refused access, latency, and endpoint creations or updates
+that fail.
 
 Every fault is a plain record; the service consults them under its lock. Name patterns are shell-style
 globs (``fnmatch``), matched case-insensitively as SageMaker names are.
@@ -13,8 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["throttle", "server_error", "latency", "fail_create", "fail_update"]
-KINDS: tuple[str, ...] = ("throttle", "server_error", "latency", "fail_create", "fail_update")
+FaultKind = Literal["throttle", "server_error", "deny", "latency", "fail_create", "fail_update"]
+KINDS: tuple[str, ...] = ("throttle", "server_error", "deny", "latency", "fail_create", "fail_update")
+# Faults that answer a call with an error instead of serving it.
+CALL_ERRORS = ("throttle", "server_error", "deny")
 
 _ids = itertools.count(1)
 
@@ -31,13 +34,15 @@ class Fault:
 
     - ``throttle`` / ``server_error``: the matching calls fail, either the next ``count`` of them or a
       ``rate`` share (0..1) of them; ``status`` is 500 (InternalFailure) or 503 (ServiceUnavailable).
+    - ``deny``: the matching calls are refused with AccessDeniedException (HTTP 400), as IAM refuses an
+      action the caller's policy does not allow: the next ``count`` of them, or (None) all of them.
     - ``latency``: ``seconds`` are added to every matching call.
     - ``fail_create`` / ``fail_update``: endpoint creations (updates) whose endpoint name matches ``endpoint``
       and whose (new) config name matches ``config`` end ``Failed`` (back ``InService`` on the old config),
       with ``reason`` as FailureReason; ``count`` limits how many times (None: always).
 
-    ``operations`` restricts throttle/server_error/latency to these operation names (``InvokeEndpoint`` for
-    the runtime); None means every control-plane operation.
+    ``operations`` restricts throttle/server_error/deny/latency to these operation names
+    (``InvokeEndpoint`` for the runtime); None means every control-plane operation.
     """
 
     kind: FaultKind
@@ -64,7 +69,9 @@ class Fault:
             out["status"] = self.status
         if self.kind == "latency":
             out["seconds"] = self.seconds
-        if self.kind in ("throttle", "server_error", "latency"):
+        if self.kind == "deny":
+            out["count"] = self.count
+        if self.kind in (*CALL_ERRORS, "latency"):
             out["operations"] = sorted(self.operations) if self.operations is not None else None
         if self.kind in ("fail_create", "fail_update"):
             out.update(endpoint=self.endpoint, config=self.config, reason=self.reason, count=self.count)
@@ -143,13 +150,11 @@ class FaultSet:
         return sum(f.seconds for f in self.faults if f.kind == "latency" and f.applies_to(operation))
 
     def call_error(self, operation: str) -> Fault | None:
-        """The throttle or server error this call must answer with, if any."""
+        """The throttle, server error or refusal this call must answer with, if any."""
         for fault in self.faults:
-            if (
-                fault.kind in ("throttle", "server_error")
-                and fault.applies_to(operation)
-                and self._fires(fault)
-            ):
+            if fault.kind not in CALL_ERRORS or not fault.applies_to(operation):
+                continue
+            if (fault.kind == "deny" and fault.count is None) or self._fires(fault):
                 return fault
         return None
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ServiceError, runtime_validation, server_error, throttling
+from .errors import ServiceError, access_denied, runtime_validation, server_error, throttling
 from .faults import Fault, FaultSet
 from .runtime import MAX_BODY, Invocation, choose_variant, run
 from .state import OPERATIONS, Delays, Json, SageMakerState, operation_method
@@ -90,7 +90,8 @@ class Service:
         self._calls.append(Call(operation, name, self.clock(), outcome))
 
     def _admit(self, operation: str, name: str | None) -> None:
-        """Latency, throttling and server errors injected for this call (sleeping outside the lock)."""
+        """Latency, throttling, server errors and refusals injected for this call (sleeping outside the
+        lock)."""
         with self.lock:
             latency = self._faults.latency(operation)
         if latency:
@@ -98,7 +99,12 @@ class Service:
         with self.lock:
             fault = self._faults.call_error(operation)
             if fault is not None:
-                error = throttling() if fault.kind == "throttle" else server_error(fault.status)
+                if fault.kind == "throttle":
+                    error = throttling()
+                elif fault.kind == "deny":
+                    error = access_denied(self.account, operation)
+                else:
+                    error = server_error(fault.status)
                 self._record(operation, name, error.code)
                 raise error
 
@@ -193,6 +199,11 @@ class Service:
         return self.add_fault(
             Fault("server_error", rate=rate, count=count, status=status, operations=_ops(operations))
         )
+
+    def deny(self, operations: Iterable[str] | None = None, *, count: int | None = None) -> Fault:
+        """Refuse matching calls with AccessDeniedException ("... is not authorized to perform:
+        sagemaker:<Operation> ..."), as IAM does: the next ``count`` of them, or (None) every one."""
+        return self.add_fault(Fault("deny", count=count, operations=_ops(operations)))
 
     def add_latency(self, seconds: float, *, operations: Iterable[str] | None = None) -> Fault:
         return self.add_fault(Fault("latency", seconds=seconds, operations=_ops(operations)))
