@@ -326,7 +326,9 @@ def _reconcile(
     immutable = _immutable_changes(status, desired, sagemaker)
     if immutable:
         message = "The spec is invalid: " + "; ".join(immutable)
-        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message, desired)
+        # Not ``desired``: status must keep naming the endpoint this object manages, or the next check
+        # would compare the new name with itself and follow it.
+        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message)
         return timing.steady
 
     memory = _memory(status, identity.generation)
