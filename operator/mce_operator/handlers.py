@@ -193,6 +193,11 @@ class _ObjectState:
         self.next_check = 0.0
         # Set by the deletion handler: from then on the reconcile must not create anything.
         self.deleting = False
+        # The resourceVersion a reconcile last wrote status on top of: until kopf has applied that patch
+        # and seen the object again, the timer's body is stale (its memory, e.g. of an update that was
+        # rolled back, is missing) and must not be acted on.
+        self.written_version: str | None = None
+        self.written_at = 0.0
 
 
 _STATE_LOCK = threading.Lock()
@@ -407,7 +412,9 @@ def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: 
     )
 
 
-def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> None:
+def _run_guarded(
+    memo: Any, meta: Mapping[str, Any], patch: kopf.Patch, run: Callable[[], float], *, blocking: bool = True
+) -> None:
     """Run one reconcile of this object unless another is running (timer) or it is being deleted."""
     state = _state(memo)
     if not state.lock.acquire(blocking=blocking):
@@ -416,6 +423,9 @@ def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) 
         if state.deleting:
             return
         state.next_check = time.monotonic() + run()
+        if patch:
+            state.written_version = str(meta.get("resourceVersion"))
+            state.written_at = time.monotonic()
     finally:
         state.lock.release()
 
@@ -436,7 +446,7 @@ def reconcile(
     """React to a new, changed or (after a restart) resumed object at once. What follows — waiting
     for SageMaker, drift checks, retries — is the timer's: one poller per object, and no Kubernetes
     write while nothing changes (a kopf retry would record its progress on the object every time)."""
-    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    _run_guarded(memo, meta, patch, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
 
 
 @kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
@@ -457,9 +467,17 @@ async def recheck(
         return
     if state.lock.locked():
         return  # a change handler is reconciling this object right now
+    stale = (
+        state.written_version == str(meta.get("resourceVersion"))
+        and time.monotonic() - state.written_at < _config(memo).timing.steady
+    )
+    if stale:
+        return  # the last status write is not in this body yet (bounded, should that write be lost)
     await asyncio.to_thread(
         _run_guarded,
         memo,
+        meta,
+        patch,
         lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
         blocking=False,
     )
