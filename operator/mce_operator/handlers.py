@@ -155,6 +155,17 @@ def _status(
     return status
 
 
+def _known_status(memo: Any, actual: Mapping[str, Any]) -> dict[str, Any]:
+    """The object's status as this process knows it: the body's, overlaid with what it last wrote."""
+    return {**actual, **(_state(memo).written_status or {})}
+
+
+def _publish(memo: Any, patch: kopf.Patch, actual: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    _write_status(patch, actual, new)
+    state = _state(memo)
+    state.written_status = {**(state.written_status or {}), **new}
+
+
 def _write_status(patch: kopf.Patch, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Patch only what changed, so a steady object causes no Kubernetes write at all."""
     changed = False
@@ -193,11 +204,9 @@ class _ObjectState:
         self.next_check = 0.0
         # Set by the deletion handler: from then on the reconcile must not create anything.
         self.deleting = False
-        # The resourceVersion a reconcile last wrote status on top of: until kopf has applied that patch
-        # and seen the object again, the timer's body is stale (its memory, e.g. of an update that was
-        # rolled back, is missing) and must not be acted on.
-        self.written_version: str | None = None
-        self.written_at = 0.0
+        # The status this process last wrote. A timer can run on a body that does not show that write
+        # yet; its memory (e.g. of an update that rolled back) must come from here, or it would be lost.
+        self.written_status: dict[str, Any] | None = None
 
 
 _STATE_LOCK = threading.Lock()
@@ -229,7 +238,9 @@ def _identity(meta: Mapping[str, Any]) -> core.Identity:
 
 def _blocked(
     body: kopf.Body,
+    memo: Any,
     patch: kopf.Patch,
+    actual: Mapping[str, Any],
     status: Mapping[str, Any],
     generation: int,
     reason: str,
@@ -255,7 +266,7 @@ def _blocked(
     new_status = _status(status, report, generation, count, deployment)
     if _newly_degraded(status, report, generation):
         kopf.warn(body, reason=reason, message=message)
-    _write_status(patch, status, new_status)
+    _publish(memo, patch, actual, new_status)
 
 
 def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemaker: SageMaker) -> list[str]:
@@ -310,12 +321,13 @@ def _reconcile(
     body: kopf.Body,
     spec: Mapping[str, Any],
     meta: Mapping[str, Any],
-    status: Mapping[str, Any],
+    actual: Mapping[str, Any],
     patch: kopf.Patch,
     memo: Any,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> float:
-    """One reconcile; returns the seconds until the next look."""
+    """One reconcile; returns the seconds until the next look. ``actual`` is the body's status."""
+    status = _known_status(memo, actual)
     config = _config(memo)
     timing = config.timing
     identity = _identity(meta)
@@ -324,7 +336,7 @@ def _reconcile(
         parsed = api.parse_spec(dict(spec))
     except api.SpecError as error:
         message = "The spec is invalid: " + "; ".join(error.messages)
-        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message)
+        _blocked(body, memo, patch, actual, status, identity.generation, core.REASON_INVALID_SPEC, message)
         return timing.steady
 
     desired = core.desired_state(parsed, identity)
@@ -333,7 +345,7 @@ def _reconcile(
         message = "The spec is invalid: " + "; ".join(immutable)
         # Not ``desired``: status must keep naming the endpoint this object manages, or the next check
         # would compare the new name with itself and follow it.
-        _blocked(body, patch, status, identity.generation, core.REASON_INVALID_SPEC, message)
+        _blocked(body, memo, patch, actual, status, identity.generation, core.REASON_INVALID_SPEC, message)
         return timing.steady
 
     memory = _memory(status, identity.generation)
@@ -348,7 +360,7 @@ def _reconcile(
             f"Cannot read SageMaker's state: {error.code}: {error.message}. Check the operator's AWS "
             f"permissions and region; retried every {timing.steady:g} s."
         )
-        _blocked(body, patch, status, identity.generation, error.rule.reason, message, desired)
+        _blocked(body, memo, patch, actual, status, identity.generation, error.rule.reason, message, desired)
         return timing.steady
 
     decision = core.reconcile(desired, observed, memory, timing)
@@ -395,7 +407,7 @@ def _reconcile(
         # A failure SageMaker reports (Failed, a rolled-back update) rather than one of our calls: one
         # Warning Event when it appears, not one per check.
         kopf.warn(body, reason=report.degraded.reason, message=report.degraded.message)
-    _write_status(patch, status, new_status)
+    _publish(memo, patch, actual, new_status)
     return delay
 
 
@@ -412,9 +424,7 @@ def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: 
     )
 
 
-def _run_guarded(
-    memo: Any, meta: Mapping[str, Any], patch: kopf.Patch, run: Callable[[], float], *, blocking: bool = True
-) -> None:
+def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> None:
     """Run one reconcile of this object unless another is running (timer) or it is being deleted."""
     state = _state(memo)
     if not state.lock.acquire(blocking=blocking):
@@ -423,9 +433,6 @@ def _run_guarded(
         if state.deleting:
             return
         state.next_check = time.monotonic() + run()
-        if patch:
-            state.written_version = str(meta.get("resourceVersion"))
-            state.written_at = time.monotonic()
     finally:
         state.lock.release()
 
@@ -446,7 +453,7 @@ def reconcile(
     """React to a new, changed or (after a restart) resumed object at once. What follows — waiting
     for SageMaker, drift checks, retries — is the timer's: one poller per object, and no Kubernetes
     write while nothing changes (a kopf retry would record its progress on the object every time)."""
-    _run_guarded(memo, meta, patch, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
 
 
 @kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
@@ -467,17 +474,9 @@ async def recheck(
         return
     if state.lock.locked():
         return  # a change handler is reconciling this object right now
-    stale = (
-        state.written_version == str(meta.get("resourceVersion"))
-        and time.monotonic() - state.written_at < _config(memo).timing.steady
-    )
-    if stale:
-        return  # the last status write is not in this body yet (bounded, should that write be lost)
     await asyncio.to_thread(
         _run_guarded,
         memo,
-        meta,
-        patch,
         lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
         blocking=False,
     )
