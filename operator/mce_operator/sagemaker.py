@@ -71,6 +71,8 @@ class SageMakerSettings:
     region: str | None = None
     # None: boto3's own resolution (AWS_ENDPOINT_URL_SAGEMAKER, config files, the public endpoint).
     endpoint_url: str | None = None
+    # Tries per call in all, the first included (botocore's total_max_attempts; its max_attempts would
+    # count retries only).
     max_attempts: int = 5
     calls_per_second: float = 10.0
     burst: int = 20
@@ -118,7 +120,7 @@ class SageMaker:
         with self._lock:
             if region not in self._clients:
                 config = botocore.config.Config(
-                    retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
                     connect_timeout=self.settings.connect_timeout,
                     read_timeout=self.settings.read_timeout,
                     user_agent_extra="mce-operator",

@@ -158,8 +158,8 @@ def test_recreated_object_adopts_a_retained_endpoint_only_when_annotated(running
 def test_throttling_while_creating_still_converges(
     e2e: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # botocore's "max_attempts" counts retries: three attempts per call, so a call throttled three times
-    # fails in the operator, which must look again.
+    # Two tries per call in all, so a call throttled three times fails in the operator, which must look
+    # again; a call throttled once succeeds on botocore's own retry.
     monkeypatch.setattr(
         e2e_harness,
         "SageMakerSettings",
