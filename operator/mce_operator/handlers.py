@@ -204,6 +204,8 @@ class _ObjectState:
         self.next_check = 0.0
         # Set by the deletion handler: from then on the reconcile must not create anything.
         self.deleting = False
+        # A change handler is retrying while SageMaker works: the timer leaves the polling to it.
+        self.handler_active = False
         # The status this process last wrote. A timer can run on a body that does not show that write
         # yet; its memory (e.g. of an update that rolled back) must come from here, or it would be lost.
         self.written_status: dict[str, Any] | None = None
@@ -424,17 +426,23 @@ def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: 
     )
 
 
-def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> None:
-    """Run one reconcile of this object unless another is running (timer) or it is being deleted."""
+def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> float | None:
+    """Run one reconcile of this object unless another is running (timer) or it is being deleted;
+    return the seconds until the next look (None: nothing was run)."""
     state = _state(memo)
     if not state.lock.acquire(blocking=blocking):
-        return
+        return None
     try:
         if state.deleting:
-            return
-        state.next_check = time.monotonic() + run()
+            return None
+        delay = run()
+        state.next_check = time.monotonic() + delay
+        return delay
     finally:
         state.lock.release()
+
+
+WAITING = "Waiting for SageMaker"
 
 
 @kopf.on.resume(*RESOURCE)
@@ -450,10 +458,13 @@ def reconcile(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """React to a new, changed or (after a restart) resumed object at once. What follows — waiting
-    for SageMaker, drift checks, retries — is the timer's: one poller per object, and no Kubernetes
-    write while nothing changes (a kopf retry would record its progress on the object every time)."""
-    _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    """React to a new, changed or (after a restart) resumed object at once, and keep looking at the
+    busy pace (kopf's TemporaryError: no sleeping) until SageMaker is done with the change."""
+    state = _state(memo)
+    delay = _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
+    state.handler_active = delay is not None and delay < _config(memo).timing.steady
+    if state.handler_active:
+        raise kopf.TemporaryError(f"{WAITING}: looking again in {delay:g} s", delay=delay)
 
 
 @kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
@@ -467,19 +478,25 @@ async def recheck(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Look again when due: fast while SageMaker works, slowly when steady (drift: out-of-band
-    deletions and changes are repaired). A tick that is not due costs nothing: no thread, no call."""
+    """Drift detection and every wait that no change handler covers (out-of-band deletions and
+    changes, retries after errors). The timer sleeps exactly until the object's next check is due:
+    its TemporaryError reschedules it in memory — no Kubernetes write, no SageMaker call, no thread."""
     state = _state(memo)
-    if meta.get("deletionTimestamp") or state.deleting or time.monotonic() < state.next_check:
-        return
-    if state.lock.locked():
-        return  # a change handler is reconciling this object right now
-    await asyncio.to_thread(
-        _run_guarded,
-        memo,
-        lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
-        blocking=False,
-    )
+    if meta.get("deletionTimestamp") or state.deleting or state.handler_active:
+        return  # the deletion or change handler is looking already; come back after a tick
+    timing = _config(memo).timing
+    if time.monotonic() >= state.next_check:
+        if state.lock.locked():
+            raise kopf.TemporaryError(f"{WAITING}: a reconcile is running", delay=timing.busy)
+        await asyncio.to_thread(
+            _run_guarded,
+            memo,
+            lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
+            blocking=False,
+        )
+    wait = state.next_check - time.monotonic()
+    if wait > 0:
+        raise kopf.TemporaryError(f"{WAITING}: next check in {wait:.3g} s", delay=wait)
 
 
 @kopf.on.delete(*RESOURCE)
@@ -570,17 +587,18 @@ def operator(
     )
 
 
-BUSY_MESSAGES = ("Waiting for SageMaker",)
-
-
 class WaitingIsNotAnError(logging.Filter):
-    """kopf logs every TemporaryError at ERROR level; waiting for SageMaker is normal, so it is INFO."""
+    """kopf logs every TemporaryError at ERROR level; waiting for SageMaker is normal: DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and any(text in record.getMessage() for text in BUSY_MESSAGES):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        if record.levelno == logging.ERROR and WAITING in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
+
+
+# On kopf's per-object logger itself, so that every handler (and test capture) sees the real level.
+logging.getLogger("kopf.objects").addFilter(WaitingIsNotAnError())
 
 
 def configure_logging(*, verbose: bool = False, json: bool = True) -> None:
