@@ -74,12 +74,18 @@ def _ready(obj: dict[str, Any] | None, config_not: str | None = None) -> bool:
     )
 
 
+def _objects(kube: KubeServer, names: list[str]) -> list[dict[str, Any] | None]:
+    """One LIST per poll, not a GET per object: the poller must not be the in-memory API's main load."""
+    found = {o["metadata"]["name"]: o for o in kube.list(api.PLURAL, NAMESPACE)}
+    return [found.get(name) for name in names]
+
+
 def _wait(what: str, check: Callable[[], bool], timeout: float) -> float:
     start = time.monotonic()
     while not check():
         if time.monotonic() - start > timeout:
             raise TimeoutError(f"{what}: not done after {timeout}s")
-        time.sleep(0.05)
+        time.sleep(0.1)
     return time.monotonic() - start
 
 
@@ -110,9 +116,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
             started = time.monotonic()
             for index in range(count):
                 kube.create(_manifest(index))
-            converge = _wait(
-                "all Ready", lambda: all(_ready(kube.find(api.PLURAL, NAMESPACE, n)) for n in names), 600
-            )
+            converge = _wait("all Ready", lambda: all(_ready(o) for o in _objects(kube, names)), 600)
             create_calls = list(emulator.calls)
 
             # Reaction latency: a spec change, then the first SageMaker call that mentions the object.
@@ -137,7 +141,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
                 "all Ready on Serial",
                 lambda: all(
                     o is not None and _ready(o) and o["spec"]["mode"] == "Serial"
-                    for o in (kube.find(api.PLURAL, NAMESPACE, n) for n in names)
+                    for o in _objects(kube, names)
                 ),
                 600,
             )
@@ -161,9 +165,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
             delete_start = time.monotonic()
             for name in names:
                 kube.delete(api.PLURAL, NAMESPACE, name)
-            deletion = _wait(
-                "all gone", lambda: all(kube.find(api.PLURAL, NAMESPACE, n) is None for n in names), 600
-            )
+            deletion = _wait("all gone", lambda: all(o is None for o in _objects(kube, names)), 600)
             total = time.monotonic() - started
             calls = list(emulator.calls)
         left = {
