@@ -3,10 +3,11 @@
 Each handler parses the object, observes SageMaker, asks the core what to do, does it, and writes status.
 The same ``_reconcile`` serves create, update, resume and the timer: nothing here asks which of them
 it is. While SageMaker is busy the change handlers raise ``TemporaryError(delay=...)`` so kopf looks
-again soon; once the endpoint is steady the timer re-checks for drift at a slow pace. The timer fires
-often but does nothing (no SageMaker call, no Kubernetes write) until the object's next check is due.
+again soon; otherwise the timer looks when the object's next check is due (drift at the steady pace,
+retries, waits no change handler covers), rescheduling itself in memory in between.
 
-Handlers are sync functions: boto3 is blocking, and kopf runs sync handlers in a thread pool.
+Change and deletion handlers are sync (boto3 is blocking; kopf runs them in a thread pool); the timer
+is async so that a check that is not due costs no thread.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from mce_operator.errors import ErrorKind
 from mce_operator.sagemaker import SageMaker, SageMakerError
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
-# How often the timer wakes up to see whether an object's next check is due. kopf fixes timer intervals
-# when handlers are registered (at import), hence an environment variable rather than a CLI flag.
+# The timer's interval while a change handler is polling an object, and its first delay; otherwise it
+# reschedules itself to the object's next check. kopf fixes timer intervals when handlers are
+# registered (at import), hence an environment variable rather than a CLI flag.
 TIMER_TICK = float(os.environ.get("MCE_TIMER_TICK", "5"))
 FINALIZER = f"{api.GROUP}/finalizer"
 
