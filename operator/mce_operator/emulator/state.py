@@ -13,7 +13,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -201,6 +201,22 @@ def _filtered(
     return [row[4] for row in out]
 
 
+def _list_named(items: Iterable[Model | EndpointConfig], body: Json, operation: str, kind: str) -> Json:
+    """ListModels and ListEndpointConfigs: name, ARN and creation time, filtered, sorted and paged."""
+    rows = [
+        (
+            i.name,
+            i.created,
+            i.created,
+            "",
+            {f"{kind}Name": i.name, f"{kind}Arn": i.arn, "CreationTime": i.created},
+        )
+        for i in items
+    ]
+    page, token = _page(_filtered(rows, body, ("Name", "CreationTime")), body, operation)
+    return {f"{kind}s": page, **({"NextToken": token} if token else {})}
+
+
 class SageMakerState:
     """The resources of one emulated account and region, and the operations on them."""
 
@@ -364,18 +380,7 @@ class SageMakerState:
         return {}
 
     def list_models(self, body: Json) -> Json:
-        rows = [
-            (
-                m.name,
-                m.created,
-                m.created,
-                "",
-                {"ModelName": m.name, "ModelArn": m.arn, "CreationTime": m.created},
-            )
-            for m in self.models.values()
-        ]
-        page, token = _page(_filtered(rows, body, ("Name", "CreationTime")), body, "ListModels")
-        return {"Models": page, **({"NextToken": token} if token else {})}
+        return _list_named(self.models.values(), body, "ListModels", "Model")
 
     # -- endpoint configs ---------------------------------------------------------------------------------
 
@@ -425,18 +430,7 @@ class SageMakerState:
         return {}
 
     def list_endpoint_configs(self, body: Json) -> Json:
-        rows = [
-            (
-                c.name,
-                c.created,
-                c.created,
-                "",
-                {"EndpointConfigName": c.name, "EndpointConfigArn": c.arn, "CreationTime": c.created},
-            )
-            for c in self.configs.values()
-        ]
-        page, token = _page(_filtered(rows, body, ("Name", "CreationTime")), body, "ListEndpointConfigs")
-        return {"EndpointConfigs": page, **({"NextToken": token} if token else {})}
+        return _list_named(self.configs.values(), body, "ListEndpointConfigs", "EndpointConfig")
 
     # -- endpoints ----------------------------------------------------------------------------------------
 
