@@ -279,6 +279,22 @@ def _sync_tags(desired: Desired, arn: str, name: str, current: Mapping[str, str]
     return actions
 
 
+def _delete_owned(
+    desired: Desired, observed: Observed, *, keep: Desired | None = None, adjective: str = ""
+) -> list[Action]:
+    """DeleteEndpointConfig, then DeleteModel, for each config and model this object owns (configs
+    first: a config refers to its model), except those ``keep`` names."""
+    kept = {keep.config_name.lower(), keep.model_name.lower()} if keep else set()
+    deletions = [("DeleteEndpointConfig", "EndpointConfigName", "endpoint config", observed.configs)]
+    deletions.append(("DeleteModel", "ModelName", "model", observed.models))
+    return [
+        Action(operation, item.name, {key: item.name}, f"Deleted {adjective}{what} {item.name}")
+        for operation, key, what, items in deletions
+        for item in items
+        if item.name.lower() not in kept and _owned(desired, item.tags)
+    ]
+
+
 def _not_owned(desired: Desired, what: str, name: str, tags: Mapping[str, str]) -> str | None:
     if _owned(desired, tags):
         return None
@@ -468,26 +484,7 @@ def _on_desired_config(
 
     # The endpoint serves the desired config: only now is it safe to remove what it used before
     # (deleting a config or model still in use breaks SageMaker's own patching of the endpoint).
-    for item in observed.configs:
-        if item.name.lower() != desired.config_name.lower() and _owned(desired, item.tags):
-            actions.append(
-                Action(
-                    "DeleteEndpointConfig",
-                    item.name,
-                    {"EndpointConfigName": item.name},
-                    f"Deleted superseded endpoint config {item.name}",
-                )
-            )
-    for item in observed.models:
-        if item.name.lower() != desired.model_name.lower() and _owned(desired, item.tags):
-            actions.append(
-                Action(
-                    "DeleteModel",
-                    item.name,
-                    {"ModelName": item.name},
-                    f"Deleted superseded model {item.name}",
-                )
-            )
+    actions += _delete_owned(desired, observed, keep=desired, adjective="superseded ")
     message = f"Endpoint {endpoint.name} is InService on {desired.config_name}"
     report = _report(
         desired,
@@ -582,20 +579,7 @@ def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) ->
         return Decision((action,), report, timing.busy)
 
     # The endpoint is gone (or was never ours): remove the configs and models this object owns.
-    actions = [
-        Action(
-            "DeleteEndpointConfig",
-            item.name,
-            {"EndpointConfigName": item.name},
-            f"Deleted endpoint config {item.name}",
-        )
-        for item in observed.configs
-        if _owned(desired, item.tags)
-    ] + [
-        Action("DeleteModel", item.name, {"ModelName": item.name}, f"Deleted model {item.name}")
-        for item in observed.models
-        if _owned(desired, item.tags)
-    ]
+    actions = _delete_owned(desired, observed)
     message = "Deleted the SageMaker endpoint, its endpoint configs and models"
     report = _report(
         desired, observed, ready=_cond(False, "Deleted", message), progressing=idle, degraded=NOT_DEGRADED
