@@ -47,13 +47,22 @@ def _example(path: str | None) -> dict[str, Any]:
     return data
 
 
+ROW = "{:<8} {:<7} {:<11} {:<10} {:<6} {:<12} {}"
+
+
 def _row(obj: dict[str, Any]) -> str:
+    """The object as ``kubectl get mce`` shows it, plus which generation the status describes."""
     status = obj.get("status") or {}
     ready = next((c["status"] for c in status.get("conditions", []) if c.get("type") == "Ready"), "")
-    return (
-        f"{obj['metadata']['name']:<8} {obj['spec'].get('mode', 'Serial'):<7} "
-        f"{status.get('containerCount') or '':<11} {status.get('endpointStatus') or '':<10} "
-        f"{ready:<6} {status.get('endpointName') or ''}"
+    observed = f"{status.get('observedGeneration') or '-'}/{obj['metadata'].get('generation')}"
+    return ROW.format(
+        obj["metadata"]["name"],
+        obj["spec"].get("mode", "Serial"),
+        status.get("containerCount") or "",
+        status.get("endpointStatus") or "",
+        ready,
+        status.get("endpointName") or "",
+        observed,
     )
 
 
@@ -142,6 +151,10 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
 
         try:
             with OperatorThread(factory, startup_timeout=20):
+                printer.say(
+                    "  kubectl    "
+                    + ROW.format("NAME", "MODE", "CONTAINERS", "STATUS", "READY", "ENDPOINT", "OBSERVED/GEN")
+                )
                 printer.thread.start()
                 _steps(printer, kube, emulator, manifest)
         except DemoFailed as failure:
