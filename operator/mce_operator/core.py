@@ -18,13 +18,10 @@ from mce_operator.api import DeletionPolicy, LastDeployment, MultiContainerEndpo
 
 # SageMaker is changing the endpoint: any update or delete would be refused ("Cannot update in-progress").
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
-# States in which SageMaker accepts UpdateEndpoint.
-UPDATABLE = frozenset({"InService", "UpdateRollbackFailed", "OutOfService"})
 
 # Condition reasons that mean "retrying cannot help until the spec changes".
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_REJECTED = "SageMakerRejected"
-REASON_ACCESS_DENIED = "AccessDenied"
 # AccessDenied and quota errors are Degraded too, but retried at the steady pace: they are fixed outside
 # the spec (IAM, a quota increase), so waiting for a spec change would strand the object.
 TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_REJECTED})

@@ -122,8 +122,6 @@ def _ready(kube: KubeServer, namespace: str, name: str, config_not: str | None =
 
 def main(*, delay: float = 1.0, example: str | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(handlers.WaitingIsNotAnError())
     # kopf warns that it cannot install signal handlers outside the main thread: expected here.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
     manifest = _example(example)

@@ -606,5 +606,3 @@ logging.getLogger("kopf.objects").addFilter(WaitingIsNotAnError())
 def configure_logging(*, verbose: bool = False, json: bool = True) -> None:
     """Structured (JSON) logs by default, each line naming the object it is about."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json else kopf.LogFormat.FULL)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(WaitingIsNotAnError())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,7 +236,3 @@ class SageMaker:
             if error.kind is ErrorKind.EXISTS and action.operation.startswith("Create"):
                 return
             raise
-
-    def describe(self, region: str | None, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """A read for tools (the demo, kubectl-mce)."""
-        return self._call(self.client(region), operation, str(next(iter(params.values()), "")), **params)
