@@ -29,6 +29,7 @@ import boto3
 os.environ.setdefault("MCE_TIMER_TICK", "0.25")
 
 from mce_operator import api, core, crdgen, handlers
+from mce_operator.demo import is_ready
 from mce_operator.emulator.server import Emulator
 from mce_operator.sagemaker import SageMaker, SageMakerSettings
 from mce_operator.testkit.kube_server import KubeServer
@@ -61,17 +62,6 @@ def _manifest(index: int) -> dict[str, Any]:
             ],
         },
     }
-
-
-def _ready(obj: dict[str, Any] | None, config_not: str | None = None) -> bool:
-    if not obj:
-        return False
-    status = obj.get("status") or {}
-    return (
-        status.get("observedGeneration") == obj["metadata"].get("generation")
-        and any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-        and status.get("endpointConfigName") != config_not
-    )
 
 
 def _objects(kube: KubeServer, names: list[str]) -> list[dict[str, Any] | None]:
@@ -116,7 +106,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
             started = time.monotonic()
             for index in range(count):
                 kube.create(_manifest(index))
-            converge = _wait("all Ready", lambda: all(_ready(o) for o in _objects(kube, names)), 600)
+            converge = _wait("all Ready", lambda: all(is_ready(o) for o in _objects(kube, names)), 600)
             create_calls = list(emulator.calls)
 
             # Reaction latency: a spec change, then the first SageMaker call that mentions the object.
@@ -131,7 +121,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
                 latencies.append(first.time - written)
                 _wait(
                     "Ready on Serial",
-                    lambda: _ready(kube.find(api.PLURAL, NAMESPACE, name), old_config),  # noqa: B023
+                    lambda: is_ready(kube.find(api.PLURAL, NAMESPACE, name), old_config),  # noqa: B023
                     120,
                 )
             for name in names[min(count, 10) :]:
@@ -140,7 +130,7 @@ def run(count: int, delay: float, busy: float) -> dict[str, Any]:
             _wait(
                 "all Ready on Serial",
                 lambda: all(
-                    o is not None and _ready(o) and o["spec"]["mode"] == "Serial"
+                    o is not None and is_ready(o) and o["spec"]["mode"] == "Serial"
                     for o in _objects(kube, names)
                 ),
                 600,

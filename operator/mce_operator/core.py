@@ -276,6 +276,10 @@ def _sync_tags(desired: Desired, arn: str, name: str, current: Mapping[str, str]
     return actions
 
 
+def _delete_endpoint(endpoint: ObservedEndpoint, message: str) -> Action:
+    return Action("DeleteEndpoint", endpoint.name, {"EndpointName": endpoint.name}, message)
+
+
 def _delete_owned(
     desired: Desired, observed: Observed, *, keep: Desired | None = None, adjective: str = ""
 ) -> list[Action]:
@@ -446,11 +450,8 @@ def _failed_endpoint(
         report = _degraded(desired, observed, "EndpointFailed", message, failure_reason=reason)
         return Decision((), report, timing.steady)
     # A Failed endpoint accepts only DeleteEndpoint: delete it, then create it again with the new spec.
-    action = Action(
-        "DeleteEndpoint",
-        endpoint.name,
-        {"EndpointName": endpoint.name},
-        f"Deleting failed endpoint {endpoint.name} to recreate it with config {desired.config_name}",
+    action = _delete_endpoint(
+        endpoint, f"Deleting failed endpoint {endpoint.name} to recreate it with config {desired.config_name}"
     )
     message = f"Recreating failed endpoint {endpoint.name} with the new spec"
     report = _progressing(desired, observed, "Recreating", message, endpoint_status="Deleting")
@@ -565,12 +566,7 @@ def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) ->
             message = f"Waiting for SageMaker endpoint to leave {endpoint.status} before deleting it"
             report = _progressing(desired, observed, "Deleting", message)
             return Decision((), report, timing.busy)
-        action = Action(
-            "DeleteEndpoint",
-            endpoint.name,
-            {"EndpointName": endpoint.name},
-            f"Deleting endpoint {endpoint.name}",
-        )
+        action = _delete_endpoint(endpoint, f"Deleting endpoint {endpoint.name}")
         message = f"Deleting endpoint {endpoint.name}"
         report = _progressing(desired, observed, "Deleting", message, endpoint_status="Deleting")
         return Decision((action,), report, timing.busy)

@@ -105,19 +105,24 @@ def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
     raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _ready(kube: KubeServer, namespace: str, name: str, config_not: str | None = None) -> Any:
-    obj = kube.find(api.PLURAL, namespace, name)
+def is_ready(obj: dict[str, Any] | None, config_not: str | None = None) -> bool:
+    """Ready as `kubectl wait --for=condition=Ready` means it: for the object's current generation
+    (and, with ``config_not``, on another endpoint config than that one)."""
     if not obj:
-        return None
+        return False
     status = obj.get("status") or {}
-    fresh = status.get("observedGeneration") == obj["metadata"].get("generation")
+    generation = obj["metadata"].get("generation")
     ready = any(
-        c.get("type") == "Ready"
-        and c.get("status") == "True"
-        and c.get("observedGeneration") == status.get("observedGeneration")
+        c.get("type") == "Ready" and c.get("status") == "True" and c.get("observedGeneration") == generation
         for c in status.get("conditions", [])
     )
-    return obj if fresh and ready and status.get("endpointConfigName") != config_not else None
+    fresh = status.get("observedGeneration") == generation
+    return fresh and ready and status.get("endpointConfigName") != config_not
+
+
+def _ready(kube: KubeServer, namespace: str, name: str, config_not: str | None = None) -> Any:
+    obj = kube.find(api.PLURAL, namespace, name)
+    return obj if is_ready(obj, config_not) else None
 
 
 def main(*, delay: float = 1.0, example: str | None = None) -> int:
