@@ -123,6 +123,9 @@ def test_call_log(emu: Emulator, sm: Any, make_model: Callable[..., str]) -> Non
     ]
     assert before <= calls[0].time <= calls[1].time <= time.time()
     assert emu.calls_to("DescribeModel", "NOPE") == [calls[1]]
+    # Each call keeps the request body as it arrived, refused ones included.
+    assert calls[0].request is not None and calls[0].request["ModelName"] == "m"
+    assert calls[1].request == {"ModelName": "nope"}
     emu.clear_calls()
     assert emu.calls == []
 
@@ -135,6 +138,37 @@ def test_reset_forgets_everything(emu: Emulator, sm: Any, deploy: Callable[..., 
     assert emu.calls == []
     assert sm.list_endpoints()["Endpoints"] == []
     assert sm.list_models()["Models"] == []
+
+
+def test_reset_returns_to_the_delays_the_emulator_was_started_with() -> None:
+    """Delays changed at run time are forgotten; the ones given at start are kept (a user who started
+    ``mce-emulator --delay 0.2`` does not expect a reset to bring back the class default)."""
+    with Emulator(delay=0.2, delete_delay=0.3) as emu:
+        started = dict(vars(emu.delays))
+        assert started == {"create": 0.2, "update": 0.2, "delete": 0.3}
+        emu.set_delay(5, update=7)
+        assert admin(emu, "POST", "/config", {"createDelay": 9})[1]["delays"]["create"] == 9
+        emu.reset()
+        assert vars(emu.delays) == started
+        emu.set_delay(4)
+        assert admin(emu, "POST", "/reset")[0] == 200
+        assert admin(emu, "GET", "/health")[1]["delays"] == started
+
+
+def test_reset_restarts_the_seeded_random_choices() -> None:
+    with Emulator(delay=0, seed=11) as emu:
+
+        def pattern() -> list[str]:
+            emu.throttle(0.5, operations=["ListModels"])
+            for _ in range(20):
+                with contextlib.suppress(ServiceError):
+                    emu.control("ListModels", {"MaxResults": 5})
+            return [c.outcome for c in emu.calls_to("ListModels")]
+
+        first = pattern()
+        assert set(first) == {"ok", "ThrottlingException"}
+        emu.reset()
+        assert pattern() == first
 
 
 def test_admin_api(emu: Emulator, sm: Any, deploy: Callable[..., None]) -> None:
@@ -200,6 +234,7 @@ def test_admin_api(emu: Emulator, sm: Any, deploy: Callable[..., None]) -> None:
             "name": "doomed",
             "time": calls["calls"][0]["time"],
             "outcome": "ok",
+            "request": {"EndpointName": "doomed"},
         }
     ]
 

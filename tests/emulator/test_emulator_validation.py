@@ -144,6 +144,28 @@ def test_tag_constraints(sm: Any) -> None:
     )
 
 
+def test_tag_keys_starting_with_aws_are_reserved(sm: Any) -> None:
+    """SageMaker refuses "aws:" keys wherever a tag key is given, as a TagKey pattern violation."""
+    arn = sm.create_model(ModelName="m", Containers=[{"Image": "i"}])["ModelArn"]
+    message = message_of(
+        sm.add_tags, ResourceArn=arn, Tags=[{"Key": "team", "Value": "a"}, {"Key": "aws:owner", "Value": "b"}]
+    )
+    assert message.startswith("1 validation error detected: Value 'aws:owner' at 'tags.2.member.key'")
+    assert "Member must satisfy regular expression pattern: ^((?!aws:)" in message
+    message = message_of(
+        sm.create_model,
+        ModelName="m2",
+        Containers=[{"Image": "i"}],
+        Tags=[{"Key": "aws:cloudformation:stack-name", "Value": "x"}],
+    )
+    assert "at 'tags.1.member.key'" in message and "(?!aws:)" in message
+    assert "at 'tagKeys.1.member'" in message_of(sm.delete_tags, ResourceArn=arn, TagKeys=["aws:owner"])
+    # Only the prefix is reserved: the same letters elsewhere in a key, or in a value, are fine.
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "team-aws:x", "Value": "aws:y"}])
+    tags = sm.list_tags(ResourceArn=arn)["Tags"]
+    assert tags == [{"Key": "team-aws:x", "Value": "aws:y"}]
+
+
 def test_direct_needs_every_hostname(sm: Any) -> None:
     message = message_of(
         sm.create_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
@@ -36,12 +37,15 @@ def shared_validator() -> ShapeValidator:
 
 @dataclass(frozen=True)
 class Call:
-    """One call as the emulator saw it: ``outcome`` is "ok" or the error code answered."""
+    """One call as the emulator saw it: ``outcome`` is "ok" or the error code answered; ``request`` is the
+    control-plane request body as received (None for InvokeEndpoint, whose payload is not kept), so a test
+    can compare what a client sent with what it meant to send."""
 
     operation: str
     name: str | None
     time: float
     outcome: str
+    request: Json | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +73,9 @@ class Service:
         self.clock = clock
         self.delays = Delays()
         self.set_delay(delay, create=create_delay, update=update_delay, delete=delete_delay)
+        # What reset() returns to: the emulator as it was started, not the class defaults.
+        self._initial_delays = Delays(**vars(self.delays))
+        self._seed = seed
         self._faults = FaultSet(seed)
         self._rng = random.Random(seed)
         self._calls: deque[Call] = deque(maxlen=max_calls)
@@ -86,10 +93,10 @@ class Service:
 
     # -- serving ------------------------------------------------------------------------------------------
 
-    def _record(self, operation: str, name: str | None, outcome: str) -> None:
-        self._calls.append(Call(operation, name, self.clock(), outcome))
+    def _record(self, operation: str, name: str | None, outcome: str, request: Json | None = None) -> None:
+        self._calls.append(Call(operation, name, self.clock(), outcome, request))
 
-    def _admit(self, operation: str, name: str | None) -> None:
+    def _admit(self, operation: str, name: str | None, request: Json | None = None) -> None:
         """Latency, throttling, server errors and refusals injected for this call (sleeping outside the
         lock)."""
         with self.lock:
@@ -105,14 +112,16 @@ class Service:
                     error = access_denied(self.account, operation)
                 else:
                     error = server_error(fault.status)
-                self._record(operation, name, error.code)
+                self._record(operation, name, error.code, request)
                 raise error
 
     def control(self, operation: str, body: Any) -> Json:
         """Serve one control-plane call; raises ServiceError with SageMaker's code and text."""
         name = None
+        request: Json | None = None
         if isinstance(body, Mapping):
             name = next((str(body[m]) for m in _NAME_MEMBERS if isinstance(body.get(m), str)), None)
+            request = copy.deepcopy(dict(body))
         if operation not in OPERATIONS:
             known = self.validator.has_operation(operation)
             error = ServiceError(
@@ -122,9 +131,9 @@ class Service:
                 else f"Unknown operation {operation}.",
             )
             with self.lock:
-                self._record(operation, name, error.code)
+                self._record(operation, name, error.code, request)
             raise error
-        self._admit(operation, name)
+        self._admit(operation, name, request)
         with self.lock:
             try:
                 if not isinstance(body, dict):
@@ -133,9 +142,9 @@ class Service:
                 self.state.tick()
                 result: Json = getattr(self.state, operation_method(operation))(body)
             except ServiceError as error:
-                self._record(operation, name, error.code)
+                self._record(operation, name, error.code, request)
                 raise
-            self._record(operation, name, "ok")
+            self._record(operation, name, "ok", request)
             return result
 
     def invoke(
@@ -310,10 +319,15 @@ class Service:
             return self.state.snapshot()
 
     def reset(self) -> None:
-        """Forget every resource, fault and logged call."""
+        """Back to the emulator as it was started: no resource, fault or logged call, the delays it was
+        started with (changes made since by set_delay or POST /_emulator/config are forgotten too), and
+        the seeded random choices from their beginning."""
         with self.lock:
-            self._faults.clear()
             self._calls.clear()
+            for phase, value in vars(self._initial_delays).items():
+                setattr(self.delays, phase, value)
+            self._faults = FaultSet(self._seed)
+            self._rng = random.Random(self._seed)
             self.state = self._new_state()
 
 

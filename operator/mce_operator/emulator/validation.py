@@ -63,6 +63,14 @@ def compile_pattern(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
+# SageMaker reserves tag keys starting with "aws:" for AWS (AddTags, the Tags of every Create*, and
+# DeleteTags' TagKeys). botocore's model no longer carries that rule, but SageMaker's TagKey pattern
+# used to spell it out, and a refusal is worded as any other pattern violation, quoting this pattern.
+# Lower case only, as in that pattern: whether SageMaker also refuses "AWS:" is not documented.
+RESERVED_TAG_PREFIX = "aws:"
+RESERVED_TAG_KEY_PATTERN = r"^((?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]*)$"
+
+
 def wire_name(member: str) -> str:
     return member[:1].lower() + member[1:]
 
@@ -102,6 +110,8 @@ def _scalar_constraints(shape: Any, value: Any) -> list[str]:
             regex = compile_pattern(meta["pattern"])
             if regex is not None and not regex.fullmatch(value):
                 out.append(f"Member must satisfy regular expression pattern: {meta['pattern']}")
+        if kind == "string" and shape.name == "TagKey" and value.startswith(RESERVED_TAG_PREFIX):
+            out.append(f"Member must satisfy regular expression pattern: {RESERVED_TAG_KEY_PATTERN}")
     elif kind in ("integer", "long", "float", "double"):
         if "min" in meta and value < meta["min"]:
             out.append(f"Member must have value greater than or equal to {meta['min']}")
