@@ -1,4 +1,4 @@
-# Every target sets up what it needs: a virtual environment in .venv with the project and its test extras,
+# Every target sets up what it needs: a virtual environment in .venv with the project and its demo and test extras,
 # pinned by constraints.txt so that pip resolves at once and the same versions are used everywhere.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +11,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[demo,test]'
 	touch $(STAMP)
 
 lint: venv

@@ -1,18 +1,25 @@
 """``mce-operator demo``: the whole job on embedded defaults, with no cluster and no AWS account.
 
 An in-memory Kubernetes API and the SageMaker emulator run in this process; the real operator (kopf,
-boto3, HTTP) runs between them. The demo applies ``examples/direct.yaml``, waits for Ready, invokes each
-container, switches the mode to Serial, waits again, invokes the pipeline, deletes the object and checks
-that the endpoint, models and configs are gone. It exits 0 only if every step happened.
+boto3, HTTP) runs between them. The demo applies a manifest (``examples/direct.yaml`` unless
+``--example`` names another file or a packaged example), waits for Ready, invokes the endpoint as its
+mode allows, changes the spec so that SageMaker needs a new model and config, waits again, invokes
+again, deletes the object and checks that the endpoint, models and configs are gone. Every step is
+described from what it applies. It exits 0 only if every step happened.
+
+It needs the ``demo`` extra (kmock, behind the in-memory API): ``pip install '.[demo]'``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,25 +33,109 @@ from mce_operator.sagemaker import SageMaker, SageMakerSettings
 from mce_operator.testkit.kube_server import KubeServer
 from mce_operator.testkit.operator_thread import OperatorThread
 
-REGION = "us-east-1"
-CREDENTIALS = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo", "region_name": REGION}
+DEFAULT_REGION = "us-east-1"
 MUTATING = ("Create", "Update", "Delete", "Add")
+# The package that ships examples/ (pyproject maps it there: the files are the repository's, not copies).
+EXAMPLES_PACKAGE = "mce_operator.examples"
+DEFAULT_EXAMPLE = "direct.yaml"
+# Set on the first container when the spec cannot switch mode (Serial without hostnames).
+REVISION_VARIABLE = "MCE_DEMO_REVISION"
 
 
 class DemoFailed(Exception):
-    pass
+    """A step did not happen as it should."""
 
 
-def _example(path: str | None) -> dict[str, Any]:
-    candidates = [Path(path)] if path else [Path.cwd() / "examples" / "direct.yaml"]
-    candidates.append(Path(__file__).resolve().parents[2] / "examples" / "direct.yaml")
-    for candidate in candidates:
-        if candidate.is_file():
-            loaded: dict[str, Any] = yaml.safe_load(candidate.read_text())
-            return loaded
-    packaged = resources.files("mce_operator").joinpath("examples/direct.yaml")
-    data: dict[str, Any] = yaml.safe_load(packaged.read_text())
-    return data
+class BadExample(Exception):
+    """The manifest cannot be demonstrated (no such file, not a MultiContainerEndpoint, invalid spec)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    # How the steps name it: the path given, or examples/NAME for a packaged example.
+    label: str
+    manifest: dict[str, Any]
+
+
+def packaged_examples() -> list[str]:
+    files = resources.files(EXAMPLES_PACKAGE)
+    return sorted(item.name for item in files.iterdir() if item.name.endswith(".yaml"))
+
+
+def load_example(choice: str | None) -> Example:
+    """A file (any valid MultiContainerEndpoint manifest), else a packaged example named as in the
+    repository (``examples/serial.yaml``), by file name (``serial.yaml``) or by stem (``serial``)."""
+    choice = choice or DEFAULT_EXAMPLE
+    path = Path(choice)
+    if path.is_file():
+        return Example(choice, _manifest(path.read_text(), choice))
+    name = path.name if path.suffix else f"{path.name}.yaml"
+    packaged = packaged_examples()
+    if name in packaged and path.parent in (Path("."), Path("examples")):
+        text = resources.files(EXAMPLES_PACKAGE).joinpath(name).read_text()
+        return Example(f"examples/{name}", _manifest(text, f"examples/{name}"))
+    raise BadExample(f"{choice}: no such file, nor a packaged example ({', '.join(packaged)})")
+
+
+def _manifest(text: str, label: str) -> dict[str, Any]:
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        raise BadExample(f"{label}: not YAML: {error}") from error
+    found = [
+        d
+        for d in documents
+        if isinstance(d, dict)
+        and d.get("kind") == "MultiContainerEndpoint"
+        and d.get("apiVersion") == f"{api.GROUP}/{api.VERSION}"
+    ]
+    if len(found) != 1:
+        raise BadExample(
+            f"{label}: expected one MultiContainerEndpoint ({api.GROUP}/{api.VERSION}), found {len(found)}"
+        )
+    manifest: dict[str, Any] = copy.deepcopy(found[0])
+    metadata = manifest.get("metadata") or {}
+    if not metadata.get("name"):
+        raise BadExample(f"{label}: metadata.name is required")
+    metadata.setdefault("namespace", "default")
+    manifest["metadata"] = metadata
+    try:
+        api.parse_spec(dict(manifest.get("spec") or {}))
+    except api.SpecError as error:
+        raise BadExample(f"{label}: the spec is invalid: " + "; ".join(error.messages)) from error
+    return manifest
+
+
+def container_names(spec: api.MultiContainerEndpointSpec) -> list[str]:
+    """The containers' names inside the endpoint: their hostnames, or (Serial without hostnames) the
+    names SageMaker gives by position."""
+    return [c.container_hostname or f"container-{i}" for i, c in enumerate(spec.containers, start=1)]
+
+
+@dataclass(frozen=True)
+class Change:
+    """The demo's spec change: one SageMaker cannot apply in place (a new model, a new config)."""
+
+    description: str
+    patch: dict[str, Any]
+
+
+def spec_change(manifest: dict[str, Any]) -> Change:
+    spec = api.parse_spec(manifest["spec"])
+    if spec.mode is api.Mode.DIRECT:
+        return Change("spec.mode Direct -> Serial", {"spec": {"mode": "Serial"}})
+    if all(c.container_hostname for c in spec.containers):
+        return Change("spec.mode Serial -> Direct", {"spec": {"mode": "Direct"}})
+    # Direct needs a hostname on every container: change the first container's environment instead.
+    containers = copy.deepcopy(manifest["spec"]["containers"])
+    environment = containers[0].setdefault("environment", {}) or {}
+    current = str(environment.get(REVISION_VARIABLE, ""))
+    revision = str(int(current) + 1) if current.isdigit() else "2"
+    environment[REVISION_VARIABLE] = revision
+    containers[0]["environment"] = environment
+    return Change(
+        f"spec.containers[0].environment.{REVISION_VARIABLE}={revision}", {"spec": {"containers": containers}}
+    )
 
 
 ROW = "{:<8} {:<7} {:<11} {:<10} {:<6} {:<12} {}"
@@ -126,26 +217,36 @@ def _ready(kube: KubeServer, namespace: str, name: str, config_not: str | None =
 
 
 def main(*, delay: float = 1.0, example: str | None = None) -> int:
+    try:
+        chosen = load_example(example)
+    except BadExample as error:
+        print(f"mce-operator demo: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     # kopf warns that it cannot install signal handlers outside the main thread: expected here.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
-    manifest = _example(example)
-    # Deleting the object must delete the endpoint for the demo to show it.
-    manifest["spec"]["deletionPolicy"] = "Delete"
+    manifest = chosen.manifest
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    # The emulator's ARNs must be in the endpoint's region, or the operator would see a region change.
+    region = manifest["spec"].get("region") or DEFAULT_REGION
+    credentials = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo", "region_name": region}
     print(
         "mce-operator demo: an in-memory Kubernetes API and an emulated SageMaker, the real operator between."
     )
     with (
-        Emulator(delay=delay, region=REGION) as emulator,
+        Emulator(delay=delay, region=region) as emulator,
         KubeServer(crds=[crdgen.build_crd()], namespaces=[namespace]) as kube,
     ):
-        session = boto3.session.Session(**CREDENTIALS)
-        sagemaker = SageMaker(SageMakerSettings(region=REGION, endpoint_url=emulator.url), session=session)
+        session = boto3.session.Session(**credentials)
+        sagemaker = SageMaker(SageMakerSettings(region=region, endpoint_url=emulator.url), session=session)
         config = handlers.OperatorConfig(
             timing=core.Timing(busy=0.5, steady=10.0), connection=kube.connection_info(namespace)
         )
         printer = _Printer(emulator, kube, namespace, name)
+        clients = _Clients(
+            runtime=boto3.client("sagemaker-runtime", endpoint_url=emulator.url, **credentials),
+            control=boto3.client("sagemaker", endpoint_url=emulator.url, **credentials),
+        )
 
         def factory(stop_flag: threading.Event, ready_flag: threading.Event) -> Any:
             return handlers.operator(
@@ -159,7 +260,7 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
                     + ROW.format("NAME", "MODE", "CONTAINERS", "STATUS", "READY", "ENDPOINT", "OBSERVED/GEN")
                 )
                 printer.thread.start()
-                _steps(printer, kube, emulator, manifest)
+                _steps(printer, kube, emulator, clients, chosen)
         except DemoFailed as failure:
             printer.say(f"FAILED: {failure}")
             return 1
@@ -169,53 +270,29 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
     return 0
 
 
-def _steps(printer: _Printer, kube: KubeServer, emulator: Emulator, manifest: dict[str, Any]) -> None:
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    runtime = boto3.client("sagemaker-runtime", endpoint_url=emulator.url, **CREDENTIALS)
-    control = boto3.client("sagemaker", endpoint_url=emulator.url, **CREDENTIALS)
-    say = printer.say
+@dataclass(frozen=True)
+class _Clients:
+    runtime: Any
+    control: Any
 
-    say(
-        f"1. kubectl apply -f examples/direct.yaml   ({name}: Direct mode, "
-        f"{len(manifest['spec']['containers'])} containers, deletionPolicy Delete for the demo)"
-    )
-    kube.create(manifest)
-    obj = _wait("Ready", lambda: _ready(kube, namespace, name), 60)
-    endpoint, direct_config = obj["status"]["endpointName"], obj["status"]["endpointConfigName"]
-    say(f"   Ready: endpoint {endpoint} serves {direct_config}")
 
-    say("2. invoke each container (Direct: TargetContainerHostname picks one)")
-    for container in manifest["spec"]["containers"]:
-        host = container["containerHostname"]
-        answer = runtime.invoke_endpoint(
-            EndpointName=endpoint,
-            TargetContainerHostname=host,
-            ContentType="application/json",
-            Body=b'{"amount": 42}',
-        )
-        body = json.loads(answer["Body"].read())
-        if body.get("container") != host:
-            raise DemoFailed(f"container {host} answered as {body.get('container')}")
-        say(f"   {host:<10} -> {json.dumps(body)}")
-
-    say("3. kubectl patch: spec.mode Direct -> Serial (a new model, a new config, UpdateEndpoint)")
-    kube.patch(api.PLURAL, namespace, name, {"spec": {"mode": "Serial"}})
-    obj = _wait(
-        "Ready on the Serial config", lambda: _ready(kube, namespace, name, config_not=direct_config), 60
-    )
-    serial_config = obj["status"]["endpointConfigName"]
-    _wait(
-        "the superseded Direct config to be deleted",
-        lambda: not control.list_endpoint_configs(NameContains=direct_config)["EndpointConfigs"],
-        30,
-    )
-    model = control.describe_model(ModelName=obj["status"]["modelName"])
-    say(
-        f"   Ready: {endpoint} serves {serial_config} (mode {model['InferenceExecutionConfig']['Mode']});"
-        " the Direct model and config are deleted"
-    )
-
-    say("4. invoke the pipeline (Serial: each container's output feeds the next)")
+def _invoke(say: Callable[[str], None], runtime: Any, endpoint: str, manifest: dict[str, Any]) -> None:
+    """Invoke the endpoint as its mode allows, and check which containers answered."""
+    spec = api.parse_spec(manifest["spec"])
+    names = container_names(spec)
+    if spec.mode is api.Mode.DIRECT:
+        for host in names:
+            answer = runtime.invoke_endpoint(
+                EndpointName=endpoint,
+                TargetContainerHostname=host,
+                ContentType="application/json",
+                Body=b'{"amount": 42}',
+            )
+            body = json.loads(answer["Body"].read())
+            if body.get("container") != host:
+                raise DemoFailed(f"container {host} answered as {body.get('container')}")
+            say(f"   {host:<10} -> {json.dumps(body)}")
+        return
     answer = runtime.invoke_endpoint(
         EndpointName=endpoint, ContentType="application/json", Body=b'{"amount": 42}'
     )
@@ -224,10 +301,62 @@ def _steps(printer: _Printer, kube: KubeServer, emulator: Emulator, manifest: di
     while isinstance(node, dict) and "container" in node:
         order.append(node["container"])
         node = node.get("input")
-    expected = [c["containerHostname"] for c in manifest["spec"]["containers"]]
-    if list(reversed(order)) != expected:
-        raise DemoFailed(f"pipeline ran {list(reversed(order))}, expected {expected}")
+    if list(reversed(order)) != names:
+        raise DemoFailed(f"pipeline ran {list(reversed(order))}, expected {names}")
     say(f"   ran {' -> '.join(reversed(order))}: {json.dumps(body)}")
+
+
+def _invoke_step(number: int, manifest: dict[str, Any]) -> str:
+    mode = api.parse_spec(manifest["spec"]).mode
+    if mode is api.Mode.DIRECT:
+        return f"{number}. invoke each container (Direct: TargetContainerHostname picks one)"
+    return f"{number}. invoke the pipeline (Serial: each container's output feeds the next)"
+
+
+def _steps(
+    printer: _Printer, kube: KubeServer, emulator: Emulator, clients: _Clients, example: Example
+) -> None:
+    manifest = copy.deepcopy(example.manifest)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    spec = api.parse_spec(manifest["spec"])
+    say = printer.say
+
+    # Deleting the object must delete the endpoint for the demo to show it.
+    policy = ""
+    if spec.deletion_policy is not api.DeletionPolicy.DELETE:
+        manifest["spec"]["deletionPolicy"] = api.DeletionPolicy.DELETE.value
+        policy = f", deletionPolicy {spec.deletion_policy.value} -> Delete for the demo"
+    say(
+        f"1. kubectl apply -f {example.label}   ({namespace}/{name}: {spec.mode.value} mode, "
+        f"{len(spec.containers)} containers{policy})"
+    )
+    kube.create(manifest)
+    obj = _wait("Ready", lambda: _ready(kube, namespace, name), 60)
+    endpoint, first_config = obj["status"]["endpointName"], obj["status"]["endpointConfigName"]
+    say(f"   Ready: endpoint {endpoint} serves {first_config}")
+
+    say(_invoke_step(2, manifest))
+    _invoke(say, clients.runtime, endpoint, manifest)
+
+    change = spec_change(manifest)
+    say(f"3. kubectl patch: {change.description} (a new model, a new config, UpdateEndpoint)")
+    kube.patch(api.PLURAL, namespace, name, change.patch)
+    manifest["spec"].update(change.patch["spec"])
+    obj = _wait("Ready on the new config", lambda: _ready(kube, namespace, name, config_not=first_config), 60)
+    second_config = obj["status"]["endpointConfigName"]
+    _wait(
+        "the superseded config to be deleted",
+        lambda: not clients.control.list_endpoint_configs(NameContains=first_config)["EndpointConfigs"],
+        30,
+    )
+    model = clients.control.describe_model(ModelName=obj["status"]["modelName"])
+    say(
+        f"   Ready: {endpoint} serves {second_config} (mode {model['InferenceExecutionConfig']['Mode']});"
+        " the superseded model and config are deleted"
+    )
+
+    say(_invoke_step(4, manifest))
+    _invoke(say, clients.runtime, endpoint, manifest)
 
     say(f"5. kubectl delete mce {name}")
     kube.delete(api.PLURAL, namespace, name)
@@ -236,17 +365,17 @@ def _steps(printer: _Printer, kube: KubeServer, emulator: Emulator, manifest: di
         lambda: kube.find(api.PLURAL, namespace, name) is None,
         60,
     )
-    prefix = endpoint
+    control = clients.control
     left = {
-        "endpoints": [e["EndpointName"] for e in control.list_endpoints(NameContains=prefix)["Endpoints"]],
+        "endpoints": [e["EndpointName"] for e in control.list_endpoints(NameContains=endpoint)["Endpoints"]],
         "configs": [
             c["EndpointConfigName"]
-            for c in control.list_endpoint_configs(NameContains=prefix)["EndpointConfigs"]
+            for c in control.list_endpoint_configs(NameContains=endpoint)["EndpointConfigs"]
         ],
-        "models": [m["ModelName"] for m in control.list_models(NameContains=prefix)["Models"]],
+        "models": [m["ModelName"] for m in control.list_models(NameContains=endpoint)["Models"]],
     }
     if any(left.values()):
         raise DemoFailed(f"SageMaker resources left behind: {left}")
     mutating = [c for c in emulator.calls if c.operation.startswith(MUTATING)]
-    say(f"   gone: no endpoint, config or model named {prefix}* is left in SageMaker")
+    say(f"   gone: no endpoint, config or model named {endpoint}* is left in SageMaker")
     say(f"   SageMaker calls: {len(emulator.calls)} in all, {len(mutating)} that changed something")
