@@ -11,10 +11,24 @@ from collections.abc import Sequence
 from mce_operator import core
 from mce_operator.sagemaker import SageMaker, SageMakerSettings
 
+# What `mce-operator demo` imports beyond the operator's own dependencies (the `demo` extra).
+DEMO_MODULES = frozenset({"kmock", "jsonpatch", "aiohttp"})
+DEMO_EXTRA_MISSING = (
+    "mce-operator demo needs the optional 'demo' dependencies (kmock, for the in-memory Kubernetes API), "
+    "which the operator itself does not install. Install the package with its extra, e.g. "
+    "`pip install -c constraints.txt '.[demo]'` in a checkout, or "
+    "`pip install 'mce_operator-<version>-py3-none-any.whl[demo]'`."
+)
+
 
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,19 +73,31 @@ def _parser() -> argparse.ArgumentParser:
         "replicas only one acts at a time. Default: standalone.",
     )
     run.add_argument("--liveness", default=os.environ.get("MCE_LIVENESS", "http://0.0.0.0:8080/healthz"))
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("MCE_METRICS_PORT", 8081),
+        help="Port of the Prometheus metrics endpoint, /metrics on all addresses (default 8081; 0: none).",
+    )
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--plain-logs", action="store_true", help="Human-readable logs instead of JSON.")
 
     demo = commands.add_parser("demo", help="The whole job on embedded defaults: no cluster, no AWS account.")
     demo.add_argument("--delay", type=float, default=1.0, help="The emulated SageMaker's state change delay.")
-    demo.add_argument("--example", default=None, help="The manifest to apply (default examples/direct.yaml).")
+    demo.add_argument(
+        "--example",
+        default=None,
+        help="The manifest to apply: a file, or a packaged example (direct, serial). Default: direct.",
+    )
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mce_operator import handlers
+    from mce_operator import handlers, metrics
 
     handlers.configure_logging(verbose=args.verbose, json=not args.plain_logs)
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
     sagemaker = SageMaker(SageMakerSettings(region=args.region, calls_per_second=args.calls_per_second))
     config = handlers.OperatorConfig(
         timing=core.Timing(busy=args.busy_interval, steady=args.steady_interval),
@@ -89,8 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo's SageMaker answers in about a second: let the operator's timer look that often too
     # (kopf fixes a timer's interval when the handlers module is imported).
     os.environ.setdefault("MCE_TIMER_TICK", "0.25")
-    from mce_operator import demo
-
+    try:
+        from mce_operator import demo
+    except ModuleNotFoundError as missing:
+        if missing.name not in DEMO_MODULES:
+            raise
+        print(DEMO_EXTRA_MISSING, file=sys.stderr)
+        return 2
     return demo.main(delay=args.delay, example=args.example)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from mce_operator import api, core, naming
+from mce_operator import api, core, metrics, naming
 from mce_operator.errors import ErrorKind
 from mce_operator.sagemaker import SageMaker, SageMakerError
 
@@ -271,6 +271,7 @@ def _blocked(
     if _newly_degraded(status, report, generation):
         kopf.warn(body, reason=reason, message=message)
     _publish(memo, patch, actual, new_status)
+    metrics.status_published(str(body.get("metadata", {}).get("uid", "")), new_status)
 
 
 def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemaker: SageMaker) -> list[str]:
@@ -412,6 +413,7 @@ def _reconcile(
         # Warning Event when it appears, not one per check.
         kopf.warn(body, reason=report.degraded.reason, message=report.degraded.message)
     _publish(memo, patch, actual, new_status)
+    metrics.status_published(identity.uid, new_status)
     return delay
 
 
@@ -437,7 +439,8 @@ def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) 
     try:
         if state.deleting:
             return None
-        delay = run()
+        with metrics.reconcile():
+            delay = run()
         state.next_check = time.monotonic() + delay
         return delay
     finally:
@@ -517,7 +520,7 @@ def delete(
     desired = _deletion_target(spec, identity)
     sagemaker: SageMaker = memo.sagemaker
     state = _state(memo)
-    with state.lock:
+    with state.lock, metrics.reconcile():
         state.deleting = True
         try:
             observed = sagemaker.observe(desired)
@@ -532,12 +535,14 @@ def delete(
         failure = _act(body, sagemaker, desired, decision, logger)
         new_status = _status(status, decision.report, identity.generation, None, None)
         _write_status(patch, status, new_status)
+        metrics.status_published(identity.uid, new_status)
     if failure is not None:
         raise kopf.TemporaryError(f"Deleting: {failure}", delay=config.timing.busy)
     if not decision.finished:
         raise kopf.TemporaryError(
             "Waiting for SageMaker to delete the endpoint", delay=decision.requeue_after
         )
+    metrics.forget(identity.uid)
 
 
 def _deletion_target(spec: Mapping[str, Any], identity: core.Identity) -> core.Desired:

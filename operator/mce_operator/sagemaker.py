@@ -3,7 +3,8 @@
 It decides nothing. Clients use botocore's ``standard`` retry mode (throttles and 5xx are retried with
 backoff inside one call), and a process-wide token bucket spaces every HTTP attempt so that many objects
 reconciling at once stay under SageMaker's API quotas. ``AWS_ENDPOINT_URL_SAGEMAKER`` and the rest of
-boto3's configuration chain (credentials, region) are honoured as boto3 does.
+boto3's configuration chain (credentials, region) are honoured as boto3 does. Every call is reported to
+``metrics`` (operation, outcome, duration), and so is every HTTP attempt SageMaker throttled.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from mce_operator import naming
+from mce_operator import metrics, naming
 from mce_operator.core import BUSY, Action, Desired, Observed, ObservedEndpoint, Tagged
 from mce_operator.errors import ErrorKind, Rule, classify
 
@@ -80,12 +81,23 @@ class SageMakerSettings:
     read_timeout: float = 30.0
 
 
+def _outcome(error: SageMakerError) -> str:
+    if error.kind is ErrorKind.NOT_FOUND:
+        return metrics.NOT_FOUND
+    if error.kind is ErrorKind.EXISTS:
+        return metrics.ALREADY_EXISTS
+    return metrics.THROTTLED if error.rule.reason == THROTTLED else metrics.ERROR
+
+
 def _error(operation: str, name: str, error: Exception) -> SageMakerError:
     if isinstance(error, botocore.exceptions.ClientError):
         details = error.response.get("Error", {})
         return SageMakerError(operation, name, str(details.get("Code", "")), str(details.get("Message", "")))
     return SageMakerError(operation, name, type(error).__name__, str(error))
 
+
+# errors.py's reason for every throttling code SageMaker and botocore use.
+THROTTLED = "Throttled"
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -114,6 +126,7 @@ class SageMaker:
         except botocore.exceptions.BotoCoreError as error:
             # No region configured, an invalid one, unreadable AWS config: a SageMakerError like any
             # other, so it shows in the object's status instead of escaping as a crash.
+            metrics.sagemaker_failed()
             raise _error("client", region or "", error) from error
 
     def _client(self, region: str | None) -> Any:
@@ -129,6 +142,7 @@ class SageMaker:
                     "sagemaker", region_name=region, endpoint_url=self.settings.endpoint_url, config=config
                 )
                 client.meta.events.register("before-send.sagemaker", self._before_send)
+                client.meta.events.register("response-received.sagemaker", self._response_received)
                 self._clients[region] = client
             return self._clients[region]
 
@@ -136,11 +150,23 @@ class SageMaker:
         # Every HTTP attempt, retries included, takes a token: retries count against the quota too.
         self._limiter.acquire()
 
+    @staticmethod
+    def _response_received(event_name: str, parsed_response: Any = None, **_: Any) -> None:
+        # Every HTTP attempt: throttles that botocore retries successfully show nowhere else.
+        details = (parsed_response or {}).get("Error") or {}
+        code = str(details.get("Code") or "")
+        if code and classify(code, str(details.get("Message") or "")).reason == THROTTLED:
+            metrics.throttled_attempt(event_name.rsplit(".", 1)[-1])
+
     def _call(self, client: Any, operation: str, name: str, **params: Any) -> dict[str, Any]:
+        started = time.monotonic()
         try:
             result: dict[str, Any] = getattr(client, _method(operation))(**params)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            raise _error(operation, name, error) from error
+            failure = _error(operation, name, error)
+            metrics.sagemaker_call(operation, _outcome(failure), time.monotonic() - started)
+            raise failure from error
+        metrics.sagemaker_call(operation, metrics.SUCCESS, time.monotonic() - started)
         return result
 
     # --- observing ------------------------------------------------------------------------------
