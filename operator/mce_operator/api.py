@@ -482,22 +482,26 @@ class MultiContainerEndpoint(_Model):
 
 
 class SpecError(ValueError):
-    """A spec that breaks a rule; ``messages`` name each field and rule."""
+    """A spec that breaks a rule; ``messages`` name each field and rule. ``problems`` are the same as
+    (field path from the object's root, rule) pairs, for tools that point at the field in a file."""
 
-    def __init__(self, messages: list[str]) -> None:
+    def __init__(
+        self, messages: list[str], problems: list[tuple[tuple[str | int, ...], str]] | None = None
+    ) -> None:
         super().__init__("; ".join(messages))
         self.messages = messages
+        self.problems = problems if problems is not None else [(("spec",), text) for text in messages]
+
+
+def _path(loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
+    skipped = {"function-after[validate(), str]", "[key]"}
+    return ("spec", *(part for part in loc if part not in skipped))
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
-    path = "spec"
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in {"function-after[validate(), str]", "[key]"}:
-            continue
-        else:
-            path += f".{part}"
+    path = ""
+    for part in _path(loc):
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
     return path
 
 
@@ -507,6 +511,7 @@ def parse_spec(raw: dict[str, Any]) -> MultiContainerEndpointSpec:
         return MultiContainerEndpointSpec.model_validate(raw)
     except ValidationError as error:
         messages = []
+        problems = []
         for item in error.errors(include_url=False):
             where = _location(tuple(item["loc"]))
             text = str(item["msg"]).removeprefix("Value error, ")
@@ -515,7 +520,8 @@ def parse_spec(raw: dict[str, Any]) -> MultiContainerEndpointSpec:
             elif item["type"] == "extra_forbidden":
                 text = "is not a known field"
             messages.append(f"{where}: {text}")
-        raise SpecError(messages) from None
+            problems.append((_path(tuple(item["loc"])), text))
+        raise SpecError(messages, problems) from None
 
 
 def immutable_field_changes(old: MultiContainerEndpointSpec, new: MultiContainerEndpointSpec) -> list[str]:

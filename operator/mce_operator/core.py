@@ -216,6 +216,37 @@ def desired_state(spec: MultiContainerEndpointSpec, identity: Identity) -> Desir
     )
 
 
+def identity_of(meta: Mapping[str, Any]) -> Identity:
+    """The Identity of an object from its metadata (the adopt annotation is "true" in any letter case)."""
+    annotations = meta.get("annotations") or {}
+    return Identity(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 1),
+        adopt=str(annotations.get(naming.ADOPT_ANNOTATION, "")).lower() == "true",
+    )
+
+
+def memory_of(status: Mapping[str, Any], generation: int) -> Memory:
+    """What an object's status remembers for ``generation``: its last deployment, and a terminal failure
+    recorded for that same generation (a newer spec is tried afresh)."""
+    last = status.get("lastDeployment")
+    deployment = LastDeployment.model_validate(last) if isinstance(last, dict) else None
+    for item in status.get("conditions") or []:
+        terminal = (
+            item.get("type") == "Degraded"
+            and item.get("status") == "True"
+            and item.get("reason") in TERMINAL_REASONS
+            and item.get("observedGeneration") == generation
+        )
+        if terminal:
+            return Memory(
+                deployment, terminal_failure=item.get("message"), terminal_reason=item.get("reason")
+            )
+    return Memory(deployment)
+
+
 # --- Small helpers ---------------------------------------------------------------------------------
 
 

@@ -4,11 +4,15 @@
     kubectl mce describe NAME                 spec summary, status, conditions and recent Events
     kubectl mce invoke NAME [--container HOST] [--body JSON|@file] [--content-type TYPE]
                                               InvokeEndpoint on the object's SageMaker endpoint
+    kubectl mce validate -f PATH...           check manifests offline (the CRD's and the operator's rules)
+    kubectl mce render -f PATH...             the SageMaker requests the operator makes for them
+    kubectl mce diff -f PATH...               what applying them would cause; the exit code tells CI
 
 The cluster comes from the kubeconfig (``--kubeconfig``, ``KUBECONFIG``, ``~/.kube/config``) and its
-``--context``; ``-n``/``--namespace`` and ``-A``/``--all-namespaces`` work as in kubectl. ``invoke`` uses
-boto3's credential chain; its region is the object's ``spec.region`` or boto3's default, and
-``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` is honoured as boto3 does.
+``--context``; ``-n``/``--namespace`` and ``-A``/``--all-namespaces`` work as in kubectl. ``invoke`` and
+``diff`` use boto3's credential chain; the region is the object's ``spec.region`` or boto3's default, and
+``AWS_ENDPOINT_URL_SAGEMAKER`` / ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` are honoured as boto3 does.
+``kubectl mce COMMAND --help`` tells more, exit codes included.
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from mce_operator import api
+import yaml
+
+from mce_operator import api, core
+from mce_operator.cli_tools import diff, manifests, render, validate
+from mce_operator.cli_tools.crd_eval import CrdEvaluator
 
 MAX_EVENTS = 20
 NONE = "<none>"
+UNKNOWN = "<unknown>"
 
 
 class PluginError(Exception):
@@ -113,22 +122,80 @@ def degraded_message(obj: Mapping[str, Any]) -> str:
     return str(degraded.get("message") or degraded.get("reason") or "")
 
 
+def observed_generation(obj: Mapping[str, Any]) -> int | None:
+    """The generation the status describes: the older of status.observedGeneration and the Ready
+    condition's (each is written with the other, but a status from an older operator may lack one)."""
+    status = obj.get("status") or {}
+    stamps = [status.get("observedGeneration"), conditions(obj).get("Ready", {}).get("observedGeneration")]
+    known = [int(stamp) for stamp in stamps if isinstance(stamp, int)]
+    return min(known) if known else None
+
+
+def status_behind(obj: Mapping[str, Any]) -> bool:
+    """Whether the status describes an older spec than the object's (the operator has not caught up)."""
+    if not obj.get("status"):
+        return False
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = observed_generation(obj)
+    return isinstance(generation, int) and (observed is None or observed < generation)
+
+
+def status_mode(obj: Mapping[str, Any]) -> str | None:
+    """The mode of the model the status names, or None when the status cannot tell.
+
+    The status records no mode, but model names are hashes of the CreateModel request (naming.py): the
+    status's model is recognised by building the request from the current spec under each mode. That
+    finds it whenever the mode is the only change since; after other changes too, it is unknown.
+    """
+    status, meta = obj.get("status") or {}, obj.get("metadata") or {}
+    model_name = str(status.get("modelName") or "").lower()
+    try:
+        spec = api.parse_spec(dict(obj.get("spec") or {}))
+    except (api.SpecError, TypeError, ValueError):
+        return None
+    identity = core.identity_of(meta)
+    for mode in api.Mode:
+        candidate = spec.model_copy(update={"mode": mode, "endpoint_name": status.get("endpointName")})
+        if core.desired_state(candidate, identity).model_name.lower() == model_name:
+            return mode.value
+    return None
+
+
 def get_row(obj: Mapping[str, Any], now: datetime | None = None) -> list[str]:
-    """NAME, MODE, CONTAINERS, STATUS, READY, ENDPOINT, AGE (the CRD's printer columns), MESSAGE."""
+    """NAME, MODE, CONTAINERS, STATUS, READY, ENDPOINT, AGE (the CRD's printer columns), MESSAGE.
+
+    Every column but NAME and AGE is the status's view. While the status describes an older spec than the
+    object's, READY is Unknown (as ``kubectl wait`` treats a condition of an older generation), MODE is
+    the mode the status's model runs (``<unknown>`` when the status cannot tell), and MESSAGE says so.
+    """
     meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     count = status.get("containerCount")
     if count is None and isinstance(spec.get("containers"), list):
         count = len(spec["containers"])
     ready = conditions(obj).get("Ready", {}).get("status")
+    mode = spec.get("mode") or ("Serial" if spec else None)
+    message = degraded_message(obj)
+    if status_behind(obj):
+        ready = "Unknown"
+        observed = observed_generation(obj)
+        behind = (
+            f"status is for generation {observed if observed is not None else '<none>'}, "
+            f"the spec is at {meta.get('generation')}: the operator has not reconciled it yet"
+        )
+        seen_mode = status_mode(obj)
+        if seen_mode != mode:
+            behind += f" (spec mode {mode})"
+        mode = seen_mode or UNKNOWN
+        message = f"{behind}; {message}" if message else behind
     return [
         str(meta.get("name", "")),
-        _text(spec.get("mode")),
+        _text(mode),
         _text(count),
         _text(status.get("endpointStatus")),
         _text(ready),
         _text(status.get("endpointName")),
         age(meta.get("creationTimestamp"), now),
-        degraded_message(obj),
+        message,
     ]
 
 
@@ -295,6 +362,19 @@ class Cluster:
         )
         return result
 
+    def find(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if there is none of that name."""
+        try:
+            response = self._custom.get_namespaced_custom_object(
+                api.GROUP, api.VERSION, namespace, api.PLURAL, name, _preload_content=False
+            )
+        except self._client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise PluginError(_api_error(error)) from error
+        found: dict[str, Any] = json.loads(response.data)
+        return found
+
     def list_objects(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:
             answer = self._call(self._custom.list_cluster_custom_object, api.GROUP, api.VERSION, api.PLURAL)
@@ -432,6 +512,97 @@ def cmd_invoke(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --- validate, render, diff: manifests in a GitOps repository ------------------------------------------
+
+
+def _read(args: argparse.Namespace, namespace: str) -> tuple[validate.Report, list[validate.Checked]]:
+    paths = [*(args.filename or []), *(args.paths or [])]
+    if not paths:
+        raise PluginError("give the manifests to read with -f PATH (a file, a folder, or - for stdin)")
+    documents, errors = manifests.read(paths, args.stdin)
+    report = validate.Validator(_crd(args), default_namespace=namespace).report(documents, errors)
+    return report, report.objects
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    report, _ = _read(args, args.namespace or "default")
+    if args.output == "json":
+        out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        for line in report.lines():
+            out.write(line + "\n")
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.valid else 1
+
+
+def _refuse_invalid(report: validate.Report, objects: Sequence[validate.Checked]) -> None:
+    if not report.valid:
+        for line in report.lines():
+            print(line, file=sys.stderr)
+        raise PluginError(f"the manifests are not valid ({report.summary()}): see kubectl mce validate")
+    if not objects:
+        raise PluginError(f"no {api.KIND} found ({report.summary()})")
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    report, objects = _read(args, args.namespace or "default")
+    _refuse_invalid(report, objects)
+    rendered = [
+        render.render(checked.document.obj, args.namespace or "default", args.uid)
+        for checked in objects
+        if checked.document is not None
+    ]
+    if args.output == "json":
+        out.write(json.dumps(rendered if len(rendered) > 1 else rendered[0], indent=2) + "\n")
+    else:
+        out.write(yaml.safe_dump_all(rendered, sort_keys=False, allow_unicode=True, width=110))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+    from mce_operator.sagemaker import SageMaker, SageMakerError, SageMakerSettings
+
+    cluster = Cluster(args.kubeconfig, args.context)
+    namespace = _namespace(args, cluster)
+    report, objects = _read(args, namespace)
+    _refuse_invalid(report, objects)
+    differ = diff.Differ(SageMaker(SageMakerSettings(region=args.region)), _crd(args))
+    results = []
+    for checked in objects:
+        assert checked.document is not None
+        obj = checked.document.obj
+        live = cluster.find(str(checked.namespace), str(checked.name))
+        try:
+            result = differ.diff(
+                obj, live, default_namespace=namespace, source=checked.source, line=checked.line
+            )
+        except SageMakerError as error:
+            raise PluginError(f"{checked.label}: cannot read SageMaker: {error}") from error
+        results.append(result)
+    outcome = diff.worst(results)
+    if args.output == "json":
+        answer = {
+            "outcome": outcome.name,
+            "exitCode": outcome.exit_code,
+            "objects": [r.to_dict() for r in results],
+        }
+        out.write(json.dumps(answer, indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        out.write("\n\n".join(r.text() for r in results) + "\n")
+        print(f"outcome: {outcome.name} (exit code {outcome.exit_code})", file=sys.stderr)
+    return outcome.exit_code
+
+
+def _crd(args: argparse.Namespace) -> CrdEvaluator | None:
+    """--crd FILE, else None: the CRD generated from this version's models."""
+    if not args.crd:
+        return None
+    try:
+        return CrdEvaluator.from_file(Path(args.crd))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, StopIteration) as error:
+        raise PluginError(f"cannot read the CRD {args.crd}: {error}") from error
+
+
 def _parser() -> argparse.ArgumentParser:
     def connection(parser: argparse.ArgumentParser, default: Any) -> None:
         # On the top level and on each command, so that `kubectl mce -n ml get` and `kubectl mce get -n ml`
@@ -472,11 +643,107 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--content-type", default="application/json", help="Default application/json.")
     invoke.add_argument("--accept", default="application/json", help="Default application/json.")
     invoke.set_defaults(run=cmd_invoke)
+
+    def manifests_options(command: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+        command.add_argument(
+            "-f",
+            "--filename",
+            action="append",
+            metavar="PATH",
+            help="A manifest file, a folder (read recursively: .yaml, .yml, .json) or - for stdin; "
+            "repeatable. Paths may also be given without -f.",
+        )
+        command.add_argument("paths", nargs="*", metavar="PATH", help=argparse.SUPPRESS)
+        command.add_argument("-o", "--output", choices=formats, default=formats[0], help="Output format.")
+        command.add_argument(
+            "--crd",
+            metavar="FILE",
+            help="Check against this CRD (e.g. the one installed: kubectl get crd "
+            f"{api.PLURAL}.{api.GROUP} -o yaml) instead of the one this version generates.",
+        )
+
+    validate_ = commands.add_parser(
+        "validate",
+        help="Check manifests offline with the CRD's and the operator's rules.",
+        description=VALIDATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    manifests_options(validate_, ["text", "json"])
+    validate_.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="For objects without one (default: default)."
+    )
+    validate_.set_defaults(run=cmd_validate)
+
+    render_ = commands.add_parser(
+        "render",
+        help="Print the SageMaker requests the operator makes for each object.",
+        description=RENDER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    manifests_options(render_, ["yaml", "json"])
+    render_.add_argument(
+        "-n", "--namespace", default=argparse.SUPPRESS, help="For objects without one (default: default)."
+    )
+    render_.add_argument("--uid", help="The object's uid, for the ownership tags (default: metadata.uid).")
+    render_.set_defaults(run=cmd_render)
+
+    diff_ = commands.add_parser(
+        "diff",
+        help="Say what applying manifests would cause in SageMaker; the exit code tells CI.",
+        description=DIFF_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    manifests_options(diff_, ["text", "json"])
+    connection(diff_, argparse.SUPPRESS)
+    diff_.add_argument("--region", help="The region of objects without spec.region (default: boto3's).")
+    diff_.set_defaults(run=cmd_diff)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+VALIDATE_HELP = f"""Check {api.KIND} manifests offline: no cluster, no AWS.
+
+The rules are the CRD's (its OpenAPI schema, defaults and CEL rules, evaluated as the apiserver does;
+unknown fields are refused as kubectl apply's strict field validation does) and the operator's own
+(the pydantic models it checks every object with), plus Kubernetes' rules for metadata.name and
+metadata.namespace. Documents of other kinds are skipped and counted; a document of group
+{api.GROUP} with another kind or version is an error.
+
+Each problem is printed as  FILE:LINE: NAMESPACE/NAME: FIELD: MESSAGE  (LINE is the field's line);
+a summary goes to stderr. -o json prints every object's problems and both verdicts in full.
+
+exit codes: 0 all valid; 1 a problem (invalid object, YAML error, unreadable file); 2 bad usage."""
+
+RENDER_HELP = f"""Print, for each {api.KIND}, the SageMaker requests the operator makes, with their
+deterministic names: CreateModel, CreateEndpointConfig and CreateEndpoint when the endpoint does not
+exist, UpdateEndpoint when it serves another config, and the tags of all three. Computed by the
+operator's own code (core.desired_state and core.reconcile); each request is exactly the boto3 call's
+parameters, i.e. the JSON body SageMaker receives. Offline. The uid in the ownership tags is
+metadata.uid, --uid, or the placeholder <uid> (names do not depend on it). region null means the
+operator's region.
+
+exit codes: 0 rendered; 1 invalid manifests (the problems go to stderr); 2 bad usage."""
+
+DIFF_HELP = f"""Compare {api.KIND} manifests with what is live: the object in the cluster (kubeconfig,
+--context, -n) and SageMaker (boto3's credentials and region; AWS_ENDPOINT_URL_SAGEMAKER is honoured,
+e.g. for the emulator). Prints, per object, the spec fields that change, the endpoint's state and every
+SageMaker call the operator will make, in order (clean-up included), and the outcome:
+
+  outcome               exit code
+  nothing                0   no call (or only repairs of drift the operator makes anyway)
+  tags only             10   AddTags/DeleteTags in place; the endpoint is not updated
+  new endpoint config   11   UpdateEndpoint to a new config with the same model: a new fleet (blue/green)
+  new model and config  12   a new model and config, UpdateEndpoint: a new fleet with the new model
+  new endpoint          13   CreateEndpoint: a new endpoint, or a Failed one deleted and created again
+  refused               14   the apiserver refuses the change (immutable field), or the operator would
+                             (a SageMaker name owned by someone else); nothing is applied
+
+With several objects the exit code is the most disruptive outcome's (in the order above). Other exit
+codes: 1 an error (invalid manifests, the cluster or SageMaker cannot be read); 2 bad usage."""
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, stdin: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.stdin = stdin or sys.stdin
     try:
         code: int = args.run(args, out or sys.stdout)
     except PluginError as error:

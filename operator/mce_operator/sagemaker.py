@@ -9,6 +9,7 @@ boto3's configuration chain (credentials, region) are honoured as boto3 does. Ev
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -262,3 +263,20 @@ class SageMaker:
             if error.kind is ErrorKind.EXISTS and action.operation.startswith("Create"):
                 return
             raise
+
+    # --- previewing -----------------------------------------------------------------------------
+
+    def observe_all(self, desired: Desired) -> Observed:
+        """observe(), but with the models and configs listed even while the endpoint is busy, when the
+        operator itself skips them (it can only wait then). For a preview of what it will do once
+        SageMaker is done (kubectl mce diff)."""
+        observed = self.observe(desired)
+        endpoint = observed.endpoint
+        if endpoint is None or endpoint.status not in BUSY or observed.models or observed.configs:
+            return observed
+        client = self.client(desired.region)
+        return dataclasses.replace(
+            observed,
+            models=self._tagged(client, "ListModels", "Models", desired.endpoint_name),
+            configs=self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name),
+        )
