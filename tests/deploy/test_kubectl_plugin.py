@@ -14,7 +14,7 @@ import boto3
 import pytest
 import yaml
 
-from mce_operator import kubectl_plugin
+from mce_operator import api, core, kubectl_plugin
 from mce_operator.emulator import Emulator
 from mce_operator.testkit import KubeServer
 
@@ -258,3 +258,62 @@ def test_invoke_calls_the_endpoint_of_the_object(
             "--body", f"@{body}", "--content-type", "text/plain", "--accept", "text/plain",
         )  # fmt: skip
         assert (code, out) == (0, "features(raw)\n")
+
+
+def _status_for(obj: dict[str, Any], generation: int) -> dict[str, Any]:
+    """The status the operator writes for ``obj``'s spec at ``generation`` (names from the core)."""
+    desired = core.desired_state(api.parse_spec(obj["spec"]), core.identity_of(obj["metadata"]))
+    return {
+        "observedGeneration": generation,
+        "endpointName": desired.endpoint_name,
+        "endpointStatus": "InService",
+        "modelName": desired.model_name,
+        "endpointConfigName": desired.config_name,
+        "containerCount": desired.container_count,
+        "conditions": conditions(True, generation=generation),
+    }
+
+
+def test_get_shows_a_status_behind_its_spec(kube: KubeServer, kubeconfig: str) -> None:
+    """After a spec change the operator has not reconciled yet, READY is not the old generation's True,
+    MODE is the one the status's model runs, and MESSAGE says why."""
+    created = kube.create(mce("fraud", mode="Direct"))
+    set_status(kube, "fraud", **_status_for(created, 1))
+    code, out = run("--kubeconfig", kubeconfig, "get", "fraud")
+    assert out.splitlines()[1].split()[1:5] == ["Direct", "2", "InService", "True"]
+
+    kube.patch(PLURAL, "ml", "fraud", {"spec": {"mode": "Serial"}})  # generation 2, status still of 1
+    code, out = run("--kubeconfig", kubeconfig, "get", "fraud")
+    row = out.splitlines()[1]
+    assert code == 0
+    assert row.split()[1:6] == ["Direct", "2", "InService", "Unknown", "fraud-prod"]
+    assert row.endswith(
+        "status is for generation 1, the spec is at 2: the operator has not reconciled it yet "
+        "(spec mode Serial)"
+    )
+
+    # A change of the config only (instance type) keeps the model: its mode is still known.
+    kube.patch(PLURAL, "ml", "fraud", {"spec": {"instanceType": "ml.c5.xlarge"}})
+    row = run("--kubeconfig", kubeconfig, "get", "fraud")[1].splitlines()[1]
+    assert row.split()[1:5] == ["Direct", "2", "InService", "Unknown"]
+    assert "status is for generation 1, the spec is at 3" in row
+    # A model change besides the mode: the status's model cannot be told apart any more.
+    containers = [{"image": IMAGE.format("features-v2")}, {"image": IMAGE.format("scorer")}]
+    patched = kube.patch(PLURAL, "ml", "fraud", {"spec": {"containers": containers}})
+    row = run("--kubeconfig", kubeconfig, "get", "fraud")[1].splitlines()[1]
+    assert row.split()[1:5] == ["<unknown>", "2", "InService", "Unknown"]
+    assert row.endswith("the spec is at 4: the operator has not reconciled it yet (spec mode Serial)")
+
+    # Reconciled: the status's view and the spec's agree again, with a Degraded message kept as it was.
+    status = _status_for(patched, 4)
+    status["conditions"] = conditions(False, "SageMaker: no capacity", generation=4)
+    set_status(kube, "fraud", **status)
+    row = run("--kubeconfig", kubeconfig, "get", "fraud")[1].splitlines()[1]
+    assert row.split()[1:5] == ["Serial", "2", "InService", "False"]
+    assert row.endswith("SageMaker: no capacity")
+
+    # A Ready condition older than status.observedGeneration is stale too.
+    status["conditions"] = conditions(True, generation=3)
+    set_status(kube, "fraud", **status)
+    row = run("--kubeconfig", kubeconfig, "get", "fraud")[1].splitlines()[1]
+    assert row.split()[4] == "Unknown" and "status is for generation 3, the spec is at 4" in row
