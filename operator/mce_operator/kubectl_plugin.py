@@ -23,13 +23,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
 from mce_operator import api, core
-from mce_operator.cli_tools import diff, manifests, render, validate
-from mce_operator.cli_tools.crd_eval import CrdEvaluator
+
+if TYPE_CHECKING:
+    from mce_operator.cli_tools.crd_eval import CrdEvaluator
+    from mce_operator.cli_tools.validate import Checked, Report
 
 MAX_EVENTS = 20
 NONE = "<none>"
@@ -515,7 +517,13 @@ def cmd_invoke(args: argparse.Namespace, out: TextIO) -> int:
 # --- validate, render, diff: manifests in a GitOps repository ------------------------------------------
 
 
-def _read(args: argparse.Namespace, namespace: str) -> tuple[validate.Report, list[validate.Checked]]:
+# The tools import boto3, jsonschema and cel: only the commands that need them pay for that (get stays
+# quick).
+
+
+def _read(args: argparse.Namespace, namespace: str) -> tuple[Report, list[Checked]]:
+    from mce_operator.cli_tools import manifests, validate
+
     paths = [*(args.filename or []), *(args.paths or [])]
     if not paths:
         raise PluginError("give the manifests to read with -f PATH (a file, a folder, or - for stdin)")
@@ -535,7 +543,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if report.valid else 1
 
 
-def _refuse_invalid(report: validate.Report, objects: Sequence[validate.Checked]) -> None:
+def _refuse_invalid(report: Report, objects: Sequence[Checked]) -> None:
     if not report.valid:
         for line in report.lines():
             print(line, file=sys.stderr)
@@ -545,6 +553,8 @@ def _refuse_invalid(report: validate.Report, objects: Sequence[validate.Checked]
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    from mce_operator.cli_tools import render
+
     report, objects = _read(args, args.namespace or "default")
     _refuse_invalid(report, objects)
     rendered = [
@@ -560,6 +570,7 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+    from mce_operator.cli_tools import diff
     from mce_operator.sagemaker import SageMaker, SageMakerError, SageMakerSettings
 
     cluster = Cluster(args.kubeconfig, args.context)
@@ -595,6 +606,8 @@ def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
 
 def _crd(args: argparse.Namespace) -> CrdEvaluator | None:
     """--crd FILE, else None: the CRD generated from this version's models."""
+    from mce_operator.cli_tools.crd_eval import CrdEvaluator
+
     if not args.crd:
         return None
     try:
