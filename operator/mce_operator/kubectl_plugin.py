@@ -521,7 +521,20 @@ def cmd_invoke(args: argparse.Namespace, out: TextIO) -> int:
 # quick).
 
 
+def _require_cli_extra(args: argparse.Namespace) -> None:
+    """validate, render and diff evaluate the CRD offline; the operator's image does not carry that."""
+    try:
+        import cel  # noqa: F401
+        import jsonschema  # noqa: F401
+    except ImportError as error:
+        raise PluginError(
+            f"kubectl mce {args.command} needs the package {error.name}, which the cli extra installs: "
+            "pip install 'mce-operator[cli]'"
+        ) from error
+
+
 def _read(args: argparse.Namespace, namespace: str) -> tuple[Report, list[Checked]]:
+    _require_cli_extra(args)
     from mce_operator.cli_tools import manifests, validate
 
     paths = [*(args.filename or []), *(args.paths or [])]
@@ -570,6 +583,7 @@ def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
+    _require_cli_extra(args)
     from mce_operator.cli_tools import diff
     from mce_operator.sagemaker import SageMaker, SageMakerError, SageMakerSettings
 

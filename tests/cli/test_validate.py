@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,12 @@ def test_help_tells_the_format_and_the_exit_codes() -> None:
     assert "FILE:LINE: NAMESPACE/NAME: FIELD: MESSAGE" in run.out
     assert "exit codes: 0 all valid; 1 a problem" in run.out
     assert api.KIND in run.out
+
+
+def test_without_the_cli_extra_the_commands_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cel", None)  # as if common-expression-language were not installed
+    for command in ("validate", "render", "diff"):
+        run = kubectl_mce(command, "-f", str(EXAMPLES))
+        assert run.code == 1
+        assert f"kubectl mce {command} needs the package cel" in run.err
+        assert "pip install 'mce-operator[cli]'" in run.err
