@@ -34,7 +34,7 @@ demo: venv
 	$(BIN)/mce-operator demo
 
 bench: venv
-	$(BIN)/python -m mce_operator.bench --output docs/benchmarks.json
+	$(BIN)/python -m mce_operator.bench
 
 emulator: venv
 	$(BIN)/mce-emulator

@@ -20,6 +20,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -197,7 +198,8 @@ def main() -> None:
     parser.add_argument("--objects", type=int, nargs="+", default=[1, 10, 30])
     parser.add_argument("--delay", type=float, default=0.5, help="emulated SageMaker state change delay")
     parser.add_argument("--busy", type=float, default=0.5, help="operator's busy re-check interval")
-    parser.add_argument("--output", default="docs/benchmarks.json")
+    # Not docs/benchmarks.json: a run must not rewrite a tracked file unless asked to.
+    parser.add_argument("--output", default=".cache/benchmarks.json")
     args = parser.parse_args()
     results = []
     for count in args.objects:
@@ -212,7 +214,9 @@ def main() -> None:
         },
         "results": results,
     }
-    with open(args.output, "w") as handle:
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w") as handle:
         json.dump(report, handle, indent=2)
         handle.write("\n")
     header = (
