@@ -281,8 +281,7 @@ def _retag(
     endpoint = observed.endpoint
     if endpoint is not None and endpoint.arn == arn:
         endpoint = dataclasses.replace(endpoint, tags=change(endpoint.tags))
-    return dataclasses.replace(
-        observed,
+    return core.Observed(
         endpoint=endpoint,
         models=[dataclasses.replace(m, tags=change(m.tags)) if m.arn == arn else m for m in observed.models],
         configs=[
@@ -292,37 +291,40 @@ def _retag(
 
 
 def _apply(observed: core.Observed, action: core.Action) -> core.Observed:
+    """SageMaker after one call, as the adapter would observe it. Built afresh, not copied: whatever else
+    the adapter reports about the world before the call (e.g. what the endpoint serves) would be stale
+    after it, and the simulation keeps only the endpoint, models and configs."""
     params = action.params
     operation = action.operation
     arn = f"simulated:{operation}:{action.name}"
+    endpoint, models, configs = observed.endpoint, list(observed.models), list(observed.configs)
     if operation == "CreateModel":
-        made = core.Tagged(action.name, arn, _tags(params.get("Tags") or []))
-        return dataclasses.replace(observed, models=[*observed.models, made])
-    if operation == "CreateEndpointConfig":
-        made = core.Tagged(action.name, arn, _tags(params.get("Tags") or []))
-        return dataclasses.replace(observed, configs=[*observed.configs, made])
-    if operation == "CreateEndpoint":
+        models.append(core.Tagged(action.name, arn, _tags(params.get("Tags") or [])))
+    elif operation == "CreateEndpointConfig":
+        configs.append(core.Tagged(action.name, arn, _tags(params.get("Tags") or [])))
+    elif operation == "CreateEndpoint":
+        tags = _tags(params.get("Tags") or [])
         endpoint = core.ObservedEndpoint(
-            action.name, arn, "InService", params["EndpointConfigName"], "", _tags(params.get("Tags") or [])
+            action.name, arn, "InService", params["EndpointConfigName"], "", tags
         )
-        return dataclasses.replace(observed, endpoint=endpoint)
-    if operation == "UpdateEndpoint" and observed.endpoint is not None:
-        updated = dataclasses.replace(
-            observed.endpoint, status="InService", config_name=params["EndpointConfigName"], failure_reason=""
+    elif operation == "UpdateEndpoint" and endpoint is not None:
+        endpoint = dataclasses.replace(
+            endpoint, status="InService", config_name=params["EndpointConfigName"], failure_reason=""
         )
-        return dataclasses.replace(observed, endpoint=updated)
-    if operation == "DeleteEndpoint":
-        return dataclasses.replace(observed, endpoint=None)
-    if operation == "DeleteModel":
-        return dataclasses.replace(observed, models=[m for m in observed.models if m.name != action.name])
-    if operation == "DeleteEndpointConfig":
-        return dataclasses.replace(observed, configs=[c for c in observed.configs if c.name != action.name])
-    if operation == "AddTags":
+    elif operation == "DeleteEndpoint":
+        endpoint = None
+    elif operation == "DeleteModel":
+        models = [m for m in models if m.name != action.name]
+    elif operation == "DeleteEndpointConfig":
+        configs = [c for c in configs if c.name != action.name]
+    elif operation == "AddTags":
         added = _tags(params["Tags"])
         return _retag(observed, params["ResourceArn"], lambda tags: {**tags, **added})
-    if operation == "DeleteTags":
+    elif operation == "DeleteTags":
         dropped = set(params["TagKeys"])
         return _retag(
             observed, params["ResourceArn"], lambda tags: {k: v for k, v in tags.items() if k not in dropped}
         )
-    raise ValueError(f"the plan has a call kubectl mce diff does not know: {operation}")
+    else:
+        raise ValueError(f"the plan has a call kubectl mce diff does not know: {operation}")
+    return core.Observed(endpoint=endpoint, models=models, configs=configs)
