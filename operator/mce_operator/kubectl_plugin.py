@@ -528,8 +528,8 @@ def _require_cli_extra(args: argparse.Namespace) -> None:
         import jsonschema  # noqa: F401
     except ImportError as error:
         raise PluginError(
-            f"kubectl mce {args.command} needs the package {error.name}, which the cli extra installs: "
-            "pip install 'mce-operator[cli]'"
+            f"kubectl mce {args.command} needs the package {error.name}, which the cli extra installs "
+            "(pip install -c constraints.txt '.[cli]' in a checkout of mce-operator)"
         ) from error
 
 

@@ -295,4 +295,4 @@ def test_without_the_cli_extra_the_commands_say_what_to_install(monkeypatch: pyt
         run = kubectl_mce(command, "-f", str(EXAMPLES))
         assert run.code == 1
         assert f"kubectl mce {command} needs the package cel" in run.err
-        assert "pip install 'mce-operator[cli]'" in run.err
+        assert "which the cli extra installs (pip install -c constraints.txt '.[cli]'" in run.err
