@@ -37,7 +37,7 @@ class Problem:
     field: str
     message: str
     line: int | None
-    # "crd", "model", "both" (the same field flagged by each), "metadata" or "yaml".
+    # "crd", "model", "both" (the same field flagged by each) or "metadata" (Kubernetes' own rules).
     rule_source: str
 
     def to_dict(self) -> dict[str, Any]:
