@@ -120,7 +120,8 @@ class Report:
             for e in self.read_errors
         ]
         for checked in self.failed:
-            for problem in checked.problems:
+            # In file order, as a reader goes through the manifest.
+            for problem in sorted(checked.problems, key=lambda p: (p.line or checked.line, p.field)):
                 where = f"{checked.source}:{problem.line or checked.line}"
                 what = f"{problem.field}: {problem.message}" if problem.field else problem.message
                 out.append(f"{where}: {checked.label}: {what}")
