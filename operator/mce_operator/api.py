@@ -32,6 +32,8 @@ MIN_CONTAINERS = 2
 # SageMaker allows 50 tags per resource; the operator adds its three ownership tags to each.
 SYSTEM_TAG_PREFIX = f"{GROUP}/"
 MAX_USER_TAGS = 50 - 3
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
 ENVIRONMENT_TOTAL_LIMIT = 32 * 1024
 
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
@@ -277,12 +279,12 @@ _SPEC_RULES: Any = [
 _CEL_TAG_PATTERN = TAG_PATTERN.replace("\\", "\\\\")
 _TAG_RULES: Any = [
     {
-        "rule": f"self.all(k, size(k) >= 1 && size(k) <= 128 && k.matches('{_CEL_TAG_PATTERN}'))",
-        "message": f"tag keys must be 1-128 characters and {TAG_RULE}",
+        "rule": f"self.all(k, size(k) >= 1 && size(k) <= {MAX_TAG_KEY} && k.matches('{_CEL_TAG_PATTERN}'))",
+        "message": f"tag keys must be 1-{MAX_TAG_KEY} characters and {TAG_RULE}",
     },
     {
-        "rule": f"self.all(k, size(self[k]) <= 256 && self[k].matches('{_CEL_TAG_PATTERN}'))",
-        "message": f"tag values must be at most 256 characters and {TAG_RULE}",
+        "rule": f"self.all(k, size(self[k]) <= {MAX_TAG_VALUE} && self[k].matches('{_CEL_TAG_PATTERN}'))",
+        "message": f"tag values must be at most {MAX_TAG_VALUE} characters and {TAG_RULE}",
     },
     {
         # AWS reserves the aws: prefix in any letter case.
@@ -364,7 +366,14 @@ class MultiContainerEndpointSpec(_Model):
         description=f"Tags for the model, endpoint config and endpoint, updated in place. At most "
         f"{MAX_USER_TAGS}; keys 1-128 and values 0-256 characters; keys starting with 'aws:' or "
         f"'{SYSTEM_TAG_PREFIX}' are reserved.",
-        json_schema_extra={"maxProperties": MAX_USER_TAGS, "x-kubernetes-validations": _TAG_RULES},
+        json_schema_extra={
+            "maxProperties": MAX_USER_TAGS,
+            # The apiserver sizes a string without maxLength at the whole request's limit (3 MB) when it
+            # estimates a CEL rule's cost: without this bound the tag-value rule is refused as about 12x
+            # over the per-rule budget and the CRD is not accepted. The models check the length in words.
+            "additionalProperties": {"type": "string", "maxLength": MAX_TAG_VALUE},
+            "x-kubernetes-validations": _TAG_RULES,
+        },
     )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.DELETE,
@@ -401,12 +410,14 @@ class MultiContainerEndpointSpec(_Model):
         if len(self.tags) > MAX_USER_TAGS:
             raise ValueError(f"tags: {len(self.tags)} tags given; at most {MAX_USER_TAGS} are allowed")
         for key, value in self.tags.items():
-            if not 1 <= len(key) <= 128 or not _check_tag_chars(key):
-                raise ValueError(f"tags: key {key!r} must be 1-128 characters and {TAG_RULE}")
+            if not 1 <= len(key) <= MAX_TAG_KEY or not _check_tag_chars(key):
+                raise ValueError(f"tags: key {key!r} must be 1-{MAX_TAG_KEY} characters and {TAG_RULE}")
             if key.lower().startswith("aws:") or key.startswith(SYSTEM_TAG_PREFIX):
                 raise ValueError(f"tags: key {key!r} is reserved ('aws:' and '{SYSTEM_TAG_PREFIX}' prefixes)")
-            if len(value) > 256 or not _check_tag_chars(value):
-                raise ValueError(f"tags: value of {key!r} must be at most 256 characters and {TAG_RULE}")
+            if len(value) > MAX_TAG_VALUE or not _check_tag_chars(value):
+                raise ValueError(
+                    f"tags: value of {key!r} must be at most {MAX_TAG_VALUE} characters and {TAG_RULE}"
+                )
         return self
 
 

@@ -82,10 +82,9 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "The API version: sagemaker.mce.dev/v1alpha1."},
             "kind": {"type": "string", "description": "MultiContainerEndpoint."},
-            "metadata": {
-                "type": "object",
-                "description": "The object's name, namespace, labels and annotations (ObjectMeta).",
-            },
+            # The apiserver supplies ObjectMeta's schema (and its `kubectl explain` text) and refuses a CRD
+            # whose root metadata says anything but its type (or name/generateName rules).
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -775,6 +775,8 @@ def test_crd_defaults_are_the_models_defaults(crd: CrdEvaluator) -> None:
 def _undocumented(schema: dict[str, Any], path: str) -> list[str]:
     missing = []
     for name, prop in schema.get("properties", {}).items():
+        if path == "mce" and name == "metadata":
+            continue  # ObjectMeta: the apiserver documents it, and refuses a CRD that describes it
         if not str(prop.get("description", "")).strip():
             missing.append(f"{path}.{name}")
         missing += _undocumented(prop, f"{path}.{name}")
