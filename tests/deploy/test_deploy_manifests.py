@@ -1,10 +1,13 @@
-"""deploy/ and the Dockerfile, checked offline: every manifest parses and validates, RBAC covers what kopf and
-the operator do, and the Deployment runs `mce-operator run` with flags and variables that exist."""
+"""deploy/ and the Dockerfile, checked offline: the kustomization renders the install, every manifest parses
+and validates, RBAC covers what kopf and the operator do, and the Deployment runs `mce-operator run` with
+flags and variables that exist. (tests/cluster applies the same kustomization to a real API server.)"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PACKAGE = ROOT / "operator" / "mce_operator"
 CRD = ROOT / "crds" / "sagemaker.mce.dev_multicontainerendpoints.yaml"
-YAMLS = sorted(DEPLOY.glob("*.yaml"))
+KUSTOMIZATION = DEPLOY / "kustomization.yaml"
+MANIFESTS = sorted(path for path in DEPLOY.glob("*.yaml") if path != KUSTOMIZATION)
 # The oldest Kubernetes minor still in standard support on EKS, and a recent one.
 K8S_VERSIONS = ["1.29.0", "1.33.0"]
 
@@ -28,27 +32,64 @@ def docs(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
 
 
+def rendered() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/` sends: `kubectl kustomize deploy/` (kubectl's built-in kustomize)."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) is needed to render deploy/"
+    out = subprocess.run([kubectl, "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True)
+    return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+
+
+INSTALL = rendered()
+
+
 def one(kind: str) -> dict[str, Any]:
-    found = [d for path in YAMLS for d in docs(path.name) if d["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind} in deploy/, found {len(found)}"
+    found = [d for d in INSTALL if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} in the kustomization's output, found {len(found)}"
     return found[0]
 
 
 def test_deploy_has_the_expected_files() -> None:
     names = {p.name for p in DEPLOY.iterdir()}
     expected = {"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "deployment.yaml", "peering.yaml"}
-    assert expected | {"iam-policy.json", "argocd-health.lua", "README.md"} <= names
+    assert expected | {"kustomization.yaml", "iam-policy.json", "argocd-health.lua", "README.md"} <= names
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=[p.name for p in YAMLS])
-def test_every_yaml_parses_into_objects(path: Path) -> None:
+def test_the_kustomization_installs_the_operator_and_the_crd_from_crds() -> None:
+    kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
+    # peering.yaml is for more than one replica; the IAM policy and the Lua script are not Kubernetes objects.
+    assert set(kustomization["resources"]) == {p.name for p in MANIFESTS if p.name != "peering.yaml"} | {
+        "../crds"
+    }
+    kinds = [d["kind"] for d in INSTALL]
+    assert sorted(kinds) == sorted(
+        [
+            "Namespace",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+        ]
+    )
+    # One source: the CRD installed is the generated file, unchanged.
+    assert one("CustomResourceDefinition") == yaml.safe_load(CRD.read_text())
+
+
+def test_kubectl_apply_f_crds_still_reads_only_the_crd() -> None:
+    """`kubectl apply -f crds/` reads every *.yaml there: crds/ holds the CRD and a `Kustomization` only."""
+    assert sorted(p.name for p in CRD.parent.iterdir()) == ["Kustomization", CRD.name]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+def test_every_manifest_parses_into_objects(path: Path) -> None:
     objs = docs(path.name)
     assert objs
     for obj in objs:
         assert obj.get("apiVersion") and obj.get("kind") and obj.get("metadata", {}).get("name"), obj
 
 
-@pytest.mark.parametrize("path", YAMLS, ids=[p.name for p in YAMLS])
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
 def test_builtin_manifests_validate_against_the_kubernetes_schemas(path: Path) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     for obj in docs(path.name):
