@@ -5,7 +5,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit crds demo bench emulator clean
+# The test control plane (kube-apiserver + etcd, built from controlplane/ with Go): where its binaries live.
+CONTROLPLANE_DIR ?= $(or $(MCE_CONTROLPLANE_DIR),$(CURDIR)/.cache/controlplane)
+export MCE_CONTROLPLANE_DIR := $(CONTROLPLANE_DIR)
+
+.PHONY: venv test lint typecheck unit crds demo bench emulator clean \
+	controlplane cluster cluster-tier cluster-up demo-cluster
 
 venv: $(STAMP)
 
@@ -22,16 +27,47 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The fast tier: everything but tests/cluster.
 unit: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not cluster"
 
-test: lint typecheck unit
+# kube-apiserver and etcd, built only when missing or out of date (see controlplane/build.sh).
+controlplane:
+	controlplane/build.sh "$(CONTROLPLANE_DIR)"
+
+# The cluster tier: tests/cluster against a real kube-apiserver + etcd, with the real kubectl.
+cluster: venv controlplane
+	$(BIN)/pytest -m cluster tests/cluster
+
+# Run by `make test`: the cluster tier where Go can build the control plane. In CI (CI=true) a missing Go
+# is a failure; elsewhere it is said loudly, since the fast tier alone proves nothing about Kubernetes.
+cluster-tier:
+	@if command -v go >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory cluster; \
+	elif [ "$$CI" = true ]; then \
+		echo "make test: Go is required in CI to build the control plane for tests/cluster." >&2; exit 1; \
+	else \
+		echo "************************************************************************************"; \
+		echo "* make test: tests/cluster (the real kube-apiserver + etcd tier) was NOT run:        *"; \
+		echo "* Go is not installed. Install Go 1.24+ (https://go.dev/doc/install) and run again. *"; \
+		echo "************************************************************************************"; \
+	fi
+
+test: lint typecheck unit cluster-tier
 
 crds: venv
 	$(BIN)/python -m mce_operator.crdgen > crds/sagemaker.mce.dev_multicontainerendpoints.yaml
 
 demo: venv
 	$(BIN)/mce-operator demo
+
+# The same demo against a real kube-apiserver + etcd, showing real `kubectl get mce` output.
+demo-cluster: venv controlplane
+	$(BIN)/mce-operator demo --control-plane
+
+# A control plane for a person: prints the `export KUBECONFIG=...` line; Ctrl-C stops it.
+cluster-up: venv controlplane
+	$(BIN)/python -m mce_operator.testkit.controlplane up --workdir .cache/cluster
 
 bench: venv
 	$(BIN)/python -m mce_operator.bench
