@@ -116,7 +116,11 @@ def _served(client: KubeClient, path: str) -> bool:
         client.resource(f"{api.PLURAL}.{api.GROUP}")
     except KeyError:
         return False
-    return path in client.request("GET", "/openapi/v3")["paths"]
+    if path not in client.request("GET", "/openapi/v3")["paths"]:
+        return False
+    # The group version's document, with the kind's schema in it, is what `kubectl explain` reads.
+    schemas = client.request("GET", f"/openapi/v3/{path}")["components"]["schemas"]
+    return any(name.endswith(f".{api.VERSION}.{api.KIND}") for name in schemas)
 
 
 @pytest.fixture(scope="session")
