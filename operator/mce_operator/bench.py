@@ -25,10 +25,6 @@ from typing import Any
 
 import boto3
 
-# The emulator answers in half a second: the operator's timer must look as often (kopf fixes a timer's
-# interval when the handlers module is imported, so this comes first).
-os.environ.setdefault("MCE_TIMER_TICK", "0.25")
-
 from mce_operator import api, core, crdgen, handlers
 from mce_operator.demo import is_ready
 from mce_operator.emulator.server import Emulator

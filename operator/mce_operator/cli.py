@@ -112,9 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
-    # The demo's SageMaker answers in about a second: let the operator's timer look that often too
-    # (kopf fixes a timer's interval when the handlers module is imported).
-    os.environ.setdefault("MCE_TIMER_TICK", "0.25")
     try:
         from mce_operator import demo
     except ModuleNotFoundError as missing:

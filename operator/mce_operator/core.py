@@ -88,6 +88,9 @@ class Observed:
     endpoint: ObservedEndpoint | None
     models: Sequence[Tagged] = ()
     configs: Sequence[Tagged] = ()
+    # Lowercase names of the configs and models the endpoint serves or is moving to, whoever owns it:
+    # never deleted, even when their tags say this object owns them (what-users-hit #4).
+    served: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,9 @@ def _delete_owned(
         Action(operation, item.name, {key: item.name}, f"Deleted {adjective}{what} {item.name}")
         for operation, key, what, items in deletions
         for item in items
-        if item.name.lower() not in kept and _owned(desired, item.tags)
+        if item.name.lower() not in kept
+        and item.name.lower() not in observed.served
+        and _owned(desired, item.tags)
     ]
 
 
@@ -602,10 +607,18 @@ def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) ->
         report = _progressing(desired, observed, "Deleting", message, endpoint_status="Deleting")
         return Decision((action,), report, timing.busy)
 
-    # The endpoint is gone (or was never ours): remove the configs and models this object owns.
+    # The endpoint is gone (or was never ours): remove the configs and models this object owns, except
+    # what an endpoint still serves.
     actions = _delete_owned(desired, observed)
     message = "Deleted the SageMaker endpoint, its endpoint configs and models"
+    notes: tuple[str, ...] = ()
+    if endpoint is not None:
+        message = (
+            f"Kept SageMaker endpoint {endpoint.name} and the config and model it serves: its tags do not "
+            "name this object; deleted the other endpoint configs and models it owned"
+        )
+        notes = (message,)
     report = _report(
         desired, observed, ready=_cond(False, "Deleted", message), progressing=idle, degraded=NOT_DEGRADED
     )
-    return Decision(tuple(actions), report, timing.busy, finished=True)
+    return Decision(tuple(actions), report, timing.busy, finished=True, notes=notes)

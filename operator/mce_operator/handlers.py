@@ -1,40 +1,54 @@
 """kopf wiring — the only module that imports kopf.
 
-Each handler parses the object, observes SageMaker, asks the core what to do, does it, and writes status.
-The same ``_reconcile`` serves create, update, resume and the timer: nothing here asks which of them
-it is. While SageMaker is busy the change handlers raise ``TemporaryError(delay=...)`` so kopf looks
-again soon; otherwise the timer looks when the object's next check is due (drift at the steady pace,
-retries, waits no change handler covers), rescheduling itself in memory in between.
+One scheduler per object, always with its next look booked: a kopf daemon (``keep_up``) that looks at
+the object, sleeps until the look it asked for is due, and looks again — on creation, after a restart,
+after any change, for ever. A look parses the object, observes SageMaker, asks the core what to do, does
+it and writes the status (``_look``). Nothing here asks whether the object was created or changed.
 
-Change and deletion handlers are sync (boto3 is blocking; kopf runs them in a thread pool); the timer
-is async so that a check that is not due costs no thread.
+kopf's change handlers and their retries are not used: their progress lives in patches that kopf only
+makes again when another event arrives, so a failed patch (a 409, a 500) or an "essence unchanged"
+verdict could leave an object that nothing looks at any more. Here kopf only delivers events, which
+merely *wake* the scheduler early (``notice``); the operator's own writes (status, its finalizer) go
+through the Kubernetes adapter and a failed one is made again at the next look.
+
+Deletion is one long-running kopf deletion handler (``delete``) that loops by itself until SageMaker
+is done, and removes the finalizer itself: it depends on no later callback either. It acts on what the
+status says the operator manages — never on a name SageMaker cannot parse — and, while it cannot
+finish, says why and honours the release annotation.
+
+SageMaker and Kubernetes calls are blocking; they run in kopf's worker threads, one look per object at
+a time (the object's lock), while waits cost no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import dataclasses
 import logging
-import os
+import random
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from mce_operator import api, core, metrics, naming
 from mce_operator.errors import ErrorKind
+from mce_operator.kube import Kube, KubeError
 from mce_operator.sagemaker import SageMaker, SageMakerError
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
-# The timer's interval while a change handler is polling an object, and its first delay; otherwise it
-# reschedules itself to the object's next check. kopf fixes timer intervals when handlers are
-# registered (at import), hence an environment variable rather than a CLI flag.
-TIMER_TICK = float(os.environ.get("MCE_TIMER_TICK", "5"))
 FINALIZER = f"{api.GROUP}/finalizer"
+# Set to "true" on an object being deleted: remove the finalizer without deleting anything in SageMaker
+# (for when SageMaker cannot be reached or refuses, and a person decides to clean up by hand).
+RELEASE_ANNOTATION = f"{api.GROUP}/release-finalizer"
+# A look that failed for a reason of Kubernetes' own (a refused or lost status write) is made again
+# after this long, whatever the object's pace.
+KUBE_RETRY = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,9 @@ class OperatorConfig:
 
     timing: core.Timing = field(default_factory=core.Timing)
     peering: str | None = None
+    # With peering, the replica of the highest priority acts and the others stand by. kopf pauses *all*
+    # replicas of equal priority, so each gets its own unless one is given.
+    peering_priority: int | None = None
     # A kopf.ConnectionInfo's fields, for an API server kopf cannot find by itself (tests, the demo).
     connection: Mapping[str, Any] | None = None
     max_workers: int = 20
@@ -57,7 +74,7 @@ def _config(memo: Any) -> OperatorConfig:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = _config(memo)
     # Everything the operator stores on objects is named after its API group, not kopf's defaults.
     settings.persistence.finalizer = FINALIZER
@@ -65,10 +82,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=api.GROUP, key="last-handled-configuration"
     )
-    # Several replicas may run; with a peering object only the one with the highest priority acts.
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.mandatory = True
+        settings.peering.priority = (
+            config.peering_priority
+            if config.peering_priority is not None
+            else random.randint(1, 2**31 - 1)  # a tie-breaker, not a secret
+        )
+        logger.info(f"Peering as {config.peering!r} with priority {settings.peering.priority}.")
     else:
         settings.peering.standalone = True
     # Ask the API server to end watches regularly, so a silently dropped connection is noticed.
@@ -141,7 +163,7 @@ def _status(
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "endpointName": report.endpoint_name,
+        "endpointName": report.endpoint_name or None,
         "endpointArn": report.endpoint_arn,
         "endpointStatus": report.endpoint_status,
         "modelName": report.model_name or None,
@@ -151,31 +173,25 @@ def _status(
         "conditions": _conditions(list(current.get("conditions") or []), report, generation),
     }
     if last_deployment is not None:
-        # Not exclude_none: status is merge-patched, and only an explicit null removes an old
-        # fromEndpointConfigName.
+        # Not exclude_none: status is merge-patched, and only an explicit null removes an old field.
         status["lastDeployment"] = last_deployment.model_dump(by_alias=True)
     return status
 
 
-def _known_status(memo: Any, actual: Mapping[str, Any]) -> dict[str, Any]:
-    """The object's status as this process knows it: the body's, overlaid with what it last wrote."""
-    return {**actual, **(_state(memo).written_status or {})}
+def _without_nulls(value: Any) -> Any:
+    """What a merge patch leaves stored: a null removes the field, so it never compares equal to one."""
+    if isinstance(value, Mapping):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
-def _publish(memo: Any, patch: kopf.Patch, actual: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    _write_status(patch, actual, new)
-    state = _state(memo)
-    state.written_status = {**(state.written_status or {}), **new}
-
-
-def _write_status(patch: kopf.Patch, current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Patch only what changed, so a steady object causes no Kubernetes write at all."""
-    changed = False
-    for key, value in new.items():
-        if current.get(key) != value:
-            patch.status[key] = value
-            changed = True
-    return changed
+def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what changed, so a steady object causes no Kubernetes write at all."""
+    return {
+        key: value for key, value in new.items() if _without_nulls(current.get(key)) != _without_nulls(value)
+    }
 
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -199,26 +215,28 @@ def _memory(status: Mapping[str, Any], generation: int) -> core.Memory:
 
 
 class _ObjectState:
-    """Per-object, in-process: serialises handler and timer, and says when the next check is due."""
+    """Per object, in this process: the scheduler's wake-up call, and what its looks must share."""
 
     def __init__(self) -> None:
+        # One look (or deletion step) at a time: a deletion waits for a look in progress to end.
         self.lock = threading.Lock()
-        self.next_check = 0.0
-        # Set by the deletion handler: from then on the reconcile must not create anything.
+        # Set by the deletion handler: from then on no look may create anything.
         self.deleting = False
-        # A change handler is retrying while SageMaker works: the timer leaves the polling to it.
-        self.handler_active = False
-        # The status this process last wrote. A timer can run on a body that does not show that write
-        # yet; its memory (e.g. of an update that rolled back) must come from here, or it would be lost.
-        self.written_status: dict[str, Any] | None = None
+        # Set by ``notice`` when the object changed in a way the last look did not see.
+        self.wake = asyncio.Event()
+        # What the last look or deletion step saw of the object (see ``_trigger``).
+        self.looked_at: tuple[Any, ...] | None = None
+        # The status this process last wrote: an event (and so the daemon's live body) may lag that
+        # write, and the memory it holds (e.g. of an update that rolled back) must not be lost.
+        self.written_status: dict[str, Any] = {}
 
 
 _STATE_LOCK = threading.Lock()
 
 
 def _state(memo: Any) -> _ObjectState:
-    # kopf gives every object its own shallow copy of the operator's memo; the handler and the timer
-    # may ask for the state at the same moment, so it is made under a lock.
+    # kopf gives every object its own shallow copy of the operator's memo, shared by its daemon and
+    # handlers; two of them may ask at once, so the state is made under a lock.
     with _STATE_LOCK:
         state = getattr(memo, "object_state", None)
         if not isinstance(state, _ObjectState):
@@ -227,7 +245,83 @@ def _state(memo: Any) -> _ObjectState:
         return state
 
 
-# --- the reconcile ---------------------------------------------------------------------------------
+def _trigger(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What, when it changes, calls for a look now rather than at the booked time: the spec (its
+    generation), the operator's annotations, the start of deletion. Status writes change none of it."""
+    annotations = meta.get("annotations") or {}
+    return (
+        meta.get("generation"),
+        annotations.get(naming.ADOPT_ANNOTATION),
+        annotations.get(RELEASE_ANNOTATION),
+        meta.get("deletionTimestamp"),
+    )
+
+
+# --- one look --------------------------------------------------------------------------------------
+
+
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+class _Look:
+    """One object's look: its snapshot, and where its status goes."""
+
+    def __init__(self, obj: Mapping[str, Any], memo: Any, logger: Log) -> None:
+        self.obj = obj
+        self.meta: Mapping[str, Any] = obj.get("metadata") or {}
+        self.memo = memo
+        self.logger = logger
+        self.state = _state(memo)
+        self.config = _config(memo)
+        self.timing = self.config.timing
+        self.kube: Kube = memo.kube
+        self.sagemaker: SageMaker = memo.sagemaker
+        body_status = obj.get("status")
+        self.actual: Mapping[str, Any] = body_status if isinstance(body_status, Mapping) else {}
+        self.status: dict[str, Any] = {**self.actual, **self.state.written_status}
+        self.identity = _identity(self.meta)
+
+    def publish(self, new: Mapping[str, Any]) -> bool:
+        """Write what changed in the status; False if Kubernetes refused or the object is gone."""
+        # Every look reports to the metrics, written or not: after a restart a steady object writes
+        # nothing, and must still be counted.
+        metrics.status_published(self.identity.uid, {**self.status, **new})
+        patch = _status_patch(self.status, new)
+        if not patch:
+            return True
+        try:
+            self.kube.patch_status(self.identity.namespace, self.identity.name, patch)
+        except KubeError as error:
+            if not error.gone:
+                self.logger.warning(f"Could not write the status (retried in {KUBE_RETRY:g} s): {error}")
+            return False
+        self.state.written_status = {**self.state.written_status, **new}
+        return True
+
+    def blocked(self, reason: str, message: str, desired: core.Desired | None = None) -> bool:
+        """Degraded for a reason of the operator's own (invalid spec, SageMaker unreadable): status keeps
+        what was last observed, and one Warning Event is posted when the reason appears."""
+        status = self.status
+        report = core.Report(
+            endpoint_name=desired.endpoint_name if desired else str(status.get("endpointName") or ""),
+            endpoint_arn=status.get("endpointArn"),
+            endpoint_status=status.get("endpointStatus"),
+            model_name=desired.model_name if desired else str(status.get("modelName") or ""),
+            endpoint_config_name=desired.config_name
+            if desired
+            else str(status.get("endpointConfigName") or ""),
+            failure_reason=message,
+            ready=core.Cond(False, reason, message),
+            progressing=core.NOT_PROGRESSING,
+            degraded=core.Cond(True, reason, message),
+        )
+        count = desired.container_count if desired else status.get("containerCount")
+        last = status.get("lastDeployment")
+        deployment = api.LastDeployment.model_validate(last) if isinstance(last, dict) else None
+        new_status = _status(status, report, self.identity.generation, count, deployment)
+        if _newly_degraded(status, report, self.identity.generation):
+            _post(self.obj, warning=True, reason=reason, message=message)
+        return self.publish(new_status)
 
 
 def _identity(meta: Mapping[str, Any]) -> core.Identity:
@@ -240,38 +334,11 @@ def _identity(meta: Mapping[str, Any]) -> core.Identity:
     )
 
 
-def _blocked(
-    body: kopf.Body,
-    memo: Any,
-    patch: kopf.Patch,
-    actual: Mapping[str, Any],
-    status: Mapping[str, Any],
-    generation: int,
-    reason: str,
-    message: str,
-    desired: core.Desired | None = None,
-) -> None:
-    """Degraded for a reason of the operator's own (invalid spec, SageMaker unreadable): status keeps
-    what was last observed, and one Warning Event is posted when the reason appears."""
-    report = core.Report(
-        endpoint_name=desired.endpoint_name if desired else str(status.get("endpointName") or ""),
-        endpoint_arn=status.get("endpointArn"),
-        endpoint_status=status.get("endpointStatus"),
-        model_name=desired.model_name if desired else str(status.get("modelName") or ""),
-        endpoint_config_name=desired.config_name if desired else str(status.get("endpointConfigName") or ""),
-        failure_reason=message,
-        ready=core.Cond(False, reason, message),
-        progressing=core.NOT_PROGRESSING,
-        degraded=core.Cond(True, reason, message),
-    )
-    count = desired.container_count if desired else status.get("containerCount")
-    last = status.get("lastDeployment")
-    deployment = api.LastDeployment.model_validate(last) if isinstance(last, dict) else None
-    new_status = _status(status, report, generation, count, deployment)
-    if _newly_degraded(status, report, generation):
-        kopf.warn(body, reason=reason, message=message)
-    _publish(memo, patch, actual, new_status)
-    metrics.status_published(str(body.get("metadata", {}).get("uid", "")), new_status)
+def _parse(spec: Any) -> api.MultiContainerEndpointSpec:
+    if not isinstance(spec, Mapping):
+        # Possible wherever the CRD's schema is bypassed; nothing else can be read from it.
+        raise api.SpecError([f"spec: must be an object, not {type(spec).__name__}"])
+    return api.parse_spec(dict(spec))
 
 
 def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemaker: SageMaker) -> list[str]:
@@ -287,7 +354,7 @@ def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemak
             f"spec.endpointName: is immutable: this object manages endpoint {recorded!r}; "
             "create a new object for another endpoint"
         )
-    region = arn.split(":")[3] if arn.count(":") >= 5 else ""
+    region = _arn_region(arn)
     wanted = desired.region or sagemaker.default_region()
     if region and wanted and region != wanted:
         problems.append(
@@ -297,12 +364,13 @@ def _immutable_changes(status: Mapping[str, Any], desired: core.Desired, sagemak
     return problems
 
 
+def _arn_region(arn: str) -> str | None:
+    parts = arn.split(":")
+    return parts[3] or None if len(parts) >= 6 and parts[0] == "arn" else None
+
+
 def _act(
-    body: kopf.Body,
-    sagemaker: SageMaker,
-    desired: core.Desired,
-    decision: core.Decision,
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    obj: Mapping[str, Any], sagemaker: SageMaker, desired: core.Desired, decision: core.Decision, logger: Log
 ) -> SageMakerError | None:
     for action in decision.actions:
         try:
@@ -311,10 +379,15 @@ def _act(
             logger.warning(
                 f"SageMaker {action.operation} {action.name} failed: {error.code}: {error.message}"
             )
-            kopf.warn(body, reason=f"{action.operation}Failed", message=f"{error.code}: {error.message}")
+            _post(
+                obj,
+                warning=True,
+                reason=f"{action.operation}Failed",
+                message=f"{error.code}: {error.message}",
+            )
             return error
         logger.info(action.message)
-        kopf.info(body, reason=action.operation, message=action.message)
+        _post(obj, reason=action.operation, message=action.message)
     return None
 
 
@@ -322,42 +395,50 @@ def _act(
 DEPLOYING = frozenset({"CreateModel", "CreateEndpointConfig", "CreateEndpoint", "UpdateEndpoint"})
 
 
-def _reconcile(
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    actual: Mapping[str, Any],
-    patch: kopf.Patch,
-    memo: Any,
-    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
-) -> float:
-    """One reconcile; returns the seconds until the next look. ``actual`` is the body's status."""
-    status = _known_status(memo, actual)
-    config = _config(memo)
-    timing = config.timing
-    identity = _identity(meta)
-    sagemaker: SageMaker = memo.sagemaker
+def _ensure_finalizer(look: _Look) -> bool:
+    """The finalizer goes on before anything is created in SageMaker, or a deletion could skip the
+    cleanup. kopf adds it too, but through a patch it only retries on the next event."""
+    if FINALIZER in (look.meta.get("finalizers") or []):
+        return True
     try:
-        parsed = api.parse_spec(dict(spec))
+        return look.kube.set_finalizer(look.obj, FINALIZER, present=True) is not None
+    except KubeError as error:
+        look.logger.warning(f"Could not add the finalizer (retried in {KUBE_RETRY:g} s): {error}")
+        return False
+
+
+def _look(obj: Mapping[str, Any], memo: Any, logger: Log) -> float:
+    """One look at the object; returns the seconds until the next."""
+    state = _state(memo)
+    with state.lock:
+        if state.deleting:
+            return _config(memo).timing.steady
+        state.looked_at = _trigger(obj.get("metadata") or {})
+        with metrics.reconcile():
+            return _look_locked(_Look(obj, memo, logger))
+
+
+def _look_locked(look: _Look) -> float:
+    timing, identity, status = look.timing, look.identity, look.status
+    try:
+        parsed = _parse(look.obj.get("spec"))
     except api.SpecError as error:
         message = "The spec is invalid: " + "; ".join(error.messages)
-        _blocked(body, memo, patch, actual, status, identity.generation, core.REASON_INVALID_SPEC, message)
-        return timing.steady
+        return timing.steady if look.blocked(core.REASON_INVALID_SPEC, message) else KUBE_RETRY
 
     desired = core.desired_state(parsed, identity)
-    immutable = _immutable_changes(status, desired, sagemaker)
+    immutable = _immutable_changes(status, desired, look.sagemaker)
     if immutable:
         message = "The spec is invalid: " + "; ".join(immutable)
-        # Not ``desired``: status must keep naming the endpoint this object manages, or the next check
+        # Not ``desired``: status must keep naming the endpoint this object manages, or the next look
         # would compare the new name with itself and follow it.
-        _blocked(body, memo, patch, actual, status, identity.generation, core.REASON_INVALID_SPEC, message)
-        return timing.steady
+        return timing.steady if look.blocked(core.REASON_INVALID_SPEC, message) else KUBE_RETRY
 
     memory = _memory(status, identity.generation)
     try:
-        observed = sagemaker.observe(desired)
+        observed = look.sagemaker.observe(desired)
     except SageMakerError as error:
-        logger.warning(f"Could not read SageMaker's state: {error}")
+        look.logger.warning(f"Could not read SageMaker's state: {error}")
         if error.kind is not ErrorKind.TERMINAL:
             return timing.busy
         # The operator cannot even look (access denied, bad region): say so; look again slowly.
@@ -365,11 +446,12 @@ def _reconcile(
             f"Cannot read SageMaker's state: {error.code}: {error.message}. Check the operator's AWS "
             f"permissions and region; retried every {timing.steady:g} s."
         )
-        _blocked(body, memo, patch, actual, status, identity.generation, error.rule.reason, message, desired)
-        return timing.steady
+        return timing.steady if look.blocked(error.rule.reason, message, desired) else KUBE_RETRY
 
     decision = core.reconcile(desired, observed, memory, timing)
-    failure = _act(body, sagemaker, desired, decision, logger)
+    if decision.actions and not _ensure_finalizer(look):
+        return KUBE_RETRY
+    failure = _act(look.obj, look.sagemaker, desired, decision, look.logger)
     report, last_deployment = decision.report, memory.last_deployment
     delay = decision.requeue_after
     observed_status = observed.endpoint.status if observed.endpoint else None
@@ -410,11 +492,9 @@ def _reconcile(
     new_status = _status(status, report, identity.generation, desired.container_count, last_deployment)
     if failure is None and _newly_degraded(status, report, identity.generation):
         # A failure SageMaker reports (Failed, a rolled-back update) rather than one of our calls: one
-        # Warning Event when it appears, not one per check.
-        kopf.warn(body, reason=report.degraded.reason, message=report.degraded.message)
-    _publish(memo, patch, actual, new_status)
-    metrics.status_published(identity.uid, new_status)
-    return delay
+        # Warning Event when it appears, not one per look.
+        _post(look.obj, warning=True, reason=report.degraded.reason, message=report.degraded.message)
+    return delay if look.publish(new_status) else min(delay, KUBE_RETRY)
 
 
 def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: int) -> bool:
@@ -430,158 +510,238 @@ def _newly_degraded(status: Mapping[str, Any], report: core.Report, generation: 
     )
 
 
-def _run_guarded(memo: Any, run: Callable[[], float], *, blocking: bool = True) -> float | None:
-    """Run one reconcile of this object unless another is running (timer) or it is being deleted;
-    return the seconds until the next look (None: nothing was run)."""
-    state = _state(memo)
-    if not state.lock.acquire(blocking=blocking):
-        return None
+def _post(obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
+    """A Kubernetes Event about the object (kopf queues it; posting never blocks a look)."""
+    body = kopf.Body(cast(kopf.RawBody, dict(obj)))
+    if warning:
+        kopf.warn(body, reason=reason, message=message)
+    else:
+        kopf.info(body, reason=reason, message=message)
+
+
+# --- the scheduler ---------------------------------------------------------------------------------
+
+
+def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    # The daemon's body is live: kopf replaces its content as events arrive. A look works on a copy.
+    return copy.deepcopy(dict(body))
+
+
+async def _sleep(state: _ObjectState, stopped: Any, seconds: float) -> None:
+    """Until ``seconds`` pass, the object is changed (``notice``) or the daemon is stopped."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(state.wake.wait())]
+    if stopped is not None:
+        waits.append(asyncio.ensure_future(_until(stopped)))
     try:
-        if state.deleting:
-            return None
-        with metrics.reconcile():
-            delay = run()
-        state.next_check = time.monotonic() + delay
-        return delay
+        await asyncio.wait(waits, timeout=max(seconds, 0), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        state.lock.release()
+        for waiting in waits:
+            waiting.cancel()
 
 
-WAITING = "Waiting for SageMaker"
+async def _until(stopped: Any) -> None:
+    await stopped.wait()
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
-def reconcile(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
+@kopf.daemon(*RESOURCE, cancellation_timeout=5.0)
+async def keep_up(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """React to a new, changed or (after a restart) resumed object at once, and keep looking at the
-    busy pace (kopf's TemporaryError: no sleeping) until SageMaker is done with the change."""
-    state = _state(memo)
-    delay = _run_guarded(memo, lambda: _reconcile(body, spec, meta, status, patch, memo, logger))
-    state.handler_active = delay is not None and delay < _config(memo).timing.steady
-    if state.handler_active:
-        raise kopf.TemporaryError(f"{WAITING}: looking again in {delay:g} s", delay=delay)
+    """The object's scheduler: look, then sleep until the look asked for, a change, or the end.
 
-
-@kopf.timer(*RESOURCE, interval=TIMER_TICK, initial_delay=TIMER_TICK)
-async def recheck(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
-) -> None:
-    """Drift detection and every wait that no change handler covers (out-of-band deletions and
-    changes, retries after errors). The timer sleeps exactly until the object's next check is due:
-    its TemporaryError reschedules it in memory — no Kubernetes write, no SageMaker call, no thread."""
+    kopf starts it for every object it sees (created, or found at startup), stops it when deletion
+    begins and while peering pauses this replica, and starts it again after a pause. It never exits by
+    itself and never raises: an unexpected error is logged and the look made again soon."""
     state = _state(memo)
-    if meta.get("deletionTimestamp") or state.deleting or state.handler_active:
-        return  # the deletion or change handler is looking already; come back after a tick
     timing = _config(memo).timing
-    if time.monotonic() >= state.next_check:
-        if state.lock.locked():
-            raise kopf.TemporaryError(f"{WAITING}: a reconcile is running", delay=timing.busy)
-        await asyncio.to_thread(
-            _run_guarded,
-            memo,
-            lambda: _reconcile(body, spec, meta, status, patch, memo, logger),
-            blocking=False,
-        )
-    wait = state.next_check - time.monotonic()
-    if wait > 0:
-        raise kopf.TemporaryError(f"{WAITING}: next check in {wait:.3g} s", delay=wait)
+    while not stopped:
+        state.wake.clear()
+        obj = _snapshot(body)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return  # the deletion handler takes over
+        try:
+            delay = await asyncio.to_thread(_look, obj, memo, logger)
+        except Exception:
+            logger.exception(f"The look failed unexpectedly; looking again in {timing.busy:g} s.")
+            delay = timing.busy
+        await _sleep(state, stopped, delay)
+
+
+@kopf.on.event(*RESOURCE)
+async def notice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Wake the object's scheduler (or deletion) when the object changed in a way its last look did
+    not see. Only a wake-up call: if this one is lost, the booked look still comes."""
+    state = _state(memo)
+    if _trigger(body.get("metadata") or {}) != state.looked_at:
+        state.wake.set()
+
+
+# --- deletion --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Step:
+    finished: bool
+    delay: float = 0.0
+
+
+def _deletion_target(obj: Mapping[str, Any], sagemaker: SageMaker) -> core.Desired | None:
+    """What deleting this object must clean up: the endpoint the status says the operator manages, else
+    the one the spec would have made. None when nothing can have been made (an invalid spec that never
+    deployed), so the finalizer can go without asking SageMaker about a name it cannot parse."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec")
+    raw_status = obj.get("status")
+    status: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
+    identity = _identity(meta)
+    desired: core.Desired | None
+    try:
+        desired = core.desired_state(_parse(spec), identity)
+    except api.SpecError:
+        desired = None
+    managed = status.get("endpointName")
+    region = _arn_region(str(status.get("endpointArn") or "")) or (desired.region if desired else None)
+    if desired is not None and (not managed or str(managed).lower() == desired.endpoint_name.lower()):
+        return dataclasses.replace(desired, region=region)
+    if not managed:
+        return None
+    # An unreadable policy must not strand the finalizer; Delete is the documented default.
+    policy = api.DeletionPolicy.DELETE
+    if isinstance(spec, Mapping):
+        with contextlib.suppress(ValueError):
+            policy = api.DeletionPolicy(spec.get("deletionPolicy") or api.DeletionPolicy.DELETE.value)
+    return core.Desired(
+        identity=identity,
+        endpoint_name=str(managed),
+        region=region,
+        model_name="",
+        config_name="",
+        model_request={},
+        config_request={},
+        tags=naming.ownership_tags(identity.namespace, identity.name, identity.uid),
+        deletion_policy=policy,
+        container_count=0,
+    )
+
+
+def _release(look: _Look, note: str, *, by_hand: bool = False) -> _Step:
+    """Remove the finalizer; Kubernetes then deletes the object."""
+    try:
+        look.kube.set_finalizer(look.obj, FINALIZER, present=False)
+    except KubeError as error:
+        look.logger.warning(f"Could not remove the finalizer (retried in {KUBE_RETRY:g} s): {error}")
+        return _Step(False, KUBE_RETRY)
+    look.logger.info(note)
+    metrics.forget(look.identity.uid)
+    _post(look.obj, warning=by_hand, reason="Released" if by_hand else "Deleted", message=note)
+    return _Step(True)
+
+
+def _stuck(look: _Look, reason: str, message: str, delay: float) -> _Step:
+    """Deletion cannot proceed: say why and how to let the object go, and try again later."""
+    message = (
+        f"{message} The finalizer {FINALIZER} stays until this succeeds (retried every {delay:g} s); "
+        f"to let the object go and clean up SageMaker by hand, annotate it {RELEASE_ANNOTATION}=true."
+    )
+    look.blocked(reason, message)
+    return _Step(False, delay)
+
+
+def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
+    """One step of deleting the object, on the object as it is now."""
+    state = _state(memo)
+    timing = _config(memo).timing
+    with state.lock, metrics.reconcile():
+        kube: Kube = memo.kube
+        try:
+            obj = kube.get(namespace, name)
+        except KubeError as error:
+            logger.warning(f"Could not read the object being deleted (retried in {KUBE_RETRY:g} s): {error}")
+            return _Step(False, KUBE_RETRY)
+        if obj is None or FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or []):
+            return _Step(True)  # gone, or released by someone else
+        state.looked_at = _trigger(obj.get("metadata") or {})
+        look = _Look(obj, memo, logger)
+        annotations = look.meta.get("annotations") or {}
+        if str(annotations.get(RELEASE_ANNOTATION, "")).lower() == "true":
+            where = look.status.get("endpointName") or "none recorded"
+            note = (
+                f"Released by the {RELEASE_ANNOTATION} annotation: nothing was deleted in SageMaker "
+                f"(managed endpoint: {where})"
+            )
+            return _release(look, note, by_hand=True)
+        desired = _deletion_target(obj, look.sagemaker)
+        if desired is None:
+            return _release(look, "Deleted: nothing had been created in SageMaker for this object")
+        try:
+            observed = look.sagemaker.observe(desired)
+        except SageMakerError as error:
+            delay = timing.busy if error.kind is not ErrorKind.TERMINAL else timing.steady
+            message = f"Cannot read SageMaker's state to delete {desired.endpoint_name}: {error}."
+            return _stuck(look, "DeletionBlocked", message, delay)
+        decision = core.finalize(desired, observed, timing)
+        for note in decision.notes:
+            logger.info(note)
+            _post(obj, reason="Retained", message=note)
+        failure = _act(obj, look.sagemaker, desired, decision, logger)
+        if failure is not None:
+            delay = timing.busy if failure.kind is not ErrorKind.TERMINAL else timing.steady
+            message = f"SageMaker refused {failure.operation} {failure.name}: {failure}."
+            return _stuck(look, "DeletionBlocked", message, delay)
+        look.publish(_status(look.status, decision.report, look.identity.generation, None, None))
+        if decision.finished:
+            return _release(look, decision.report.ready.message)
+        return _Step(False, decision.requeue_after)
 
 
 @kopf.on.delete(*RESOURCE)
-def delete(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
-) -> None:
-    config = _config(memo)
-    identity = _identity(meta)
-    desired = _deletion_target(spec, identity)
-    sagemaker: SageMaker = memo.sagemaker
+async def delete(meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Delete what the object owns in SageMaker, then let it go — in one call that loops by itself.
+
+    Never raises: kopf would retry through a patch it only makes again on the next event. Each step
+    re-reads the object, so the release annotation is honoured at once (``notice`` wakes the loop)."""
     state = _state(memo)
-    with state.lock, metrics.reconcile():
-        state.deleting = True
+    state.deleting = True
+    state.wake.set()  # a sleeping daemon ends at once
+    timing = _config(memo).timing
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    while True:
+        state.wake.clear()
         try:
-            observed = sagemaker.observe(desired)
-        except SageMakerError as error:
-            raise kopf.TemporaryError(
-                f"Could not observe SageMaker: {error}", delay=config.timing.busy
-            ) from error
-        decision = core.finalize(desired, observed, config.timing)
-        for note in decision.notes:
-            logger.info(note)
-            kopf.info(body, reason="Retained", message=note)
-        failure = _act(body, sagemaker, desired, decision, logger)
-        new_status = _status(status, decision.report, identity.generation, None, None)
-        _write_status(patch, status, new_status)
-        metrics.status_published(identity.uid, new_status)
-    if failure is not None:
-        raise kopf.TemporaryError(f"Deleting: {failure}", delay=config.timing.busy)
-    if not decision.finished:
-        raise kopf.TemporaryError(
-            "Waiting for SageMaker to delete the endpoint", delay=decision.requeue_after
-        )
-    metrics.forget(identity.uid)
+            step = await asyncio.to_thread(_delete_step, namespace, name, memo, logger)
+        except Exception:
+            logger.exception(f"A deletion step failed unexpectedly; trying again in {timing.busy:g} s.")
+            step = _Step(False, timing.busy)
+        if step.finished:
+            return
+        await _sleep(state, None, step.delay)
 
 
-def _deletion_target(spec: Mapping[str, Any], identity: core.Identity) -> core.Desired:
-    """What to delete, even when the spec no longer validates: only the endpoint name and policy matter."""
-    try:
-        return core.desired_state(api.parse_spec(dict(spec)), identity)
-    except api.SpecError:
-        name = spec.get("endpointName") or naming.default_endpoint_name(identity.namespace, identity.name)
-        try:
-            policy = api.DeletionPolicy(spec.get("deletionPolicy") or api.DeletionPolicy.DELETE.value)
-        except ValueError:
-            # An unreadable policy must not strand the finalizer; Delete is the documented default.
-            policy = api.DeletionPolicy.DELETE
-        return core.Desired(
-            identity=identity,
-            endpoint_name=str(name),
-            region=spec.get("region"),
-            model_name="",
-            config_name="",
-            model_request={},
-            config_request={},
-            tags=naming.ownership_tags(identity.namespace, identity.name, identity.uid),
-            deletion_policy=policy,
-            container_count=0,
-        )
+# --- running ---------------------------------------------------------------------------------------
 
 
 def operator(
     *,
     sagemaker: SageMaker,
     config: OperatorConfig,
+    kube: Kube | None = None,
     namespaces: list[str] | None = None,
     stop_flag: Any = None,
     ready_flag: Any = None,
 ) -> Any:
     """The operator as a coroutine (for ``asyncio.run`` or a thread of its own).
 
-    No namespaces: the whole cluster."""
-    memo = kopf.Memo(sagemaker=sagemaker, config=config)
+    No namespaces: the whole cluster. Without ``kube``, the operator's own writes use the connection in
+    ``config`` or else the environment (in-cluster service account, then kubeconfig), as kopf does."""
+    if kube is None:
+        from mce_operator import kube as kube_adapter
+
+        configuration = (
+            kube_adapter.configuration_from_connection(config.connection)
+            if config.connection
+            else kube_adapter.configuration_from_environment()
+        )
+        kube = Kube(configuration)
+    memo = kopf.Memo(sagemaker=sagemaker, config=config, kube=kube)
     return kopf.operator(
         memo=memo,
         namespaces=namespaces or [],
@@ -592,20 +752,6 @@ def operator(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
-
-
-class WaitingIsNotAnError(logging.Filter):
-    """kopf logs every TemporaryError at ERROR level; waiting for SageMaker is normal: DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and WAITING in record.getMessage():
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
-# On kopf's per-object logger itself, so that every handler (and test capture) sees the real level.
-logging.getLogger("kopf.objects").addFilter(WaitingIsNotAnError())
 
 
 def configure_logging(*, verbose: bool = False, json: bool = True) -> None:

@@ -13,7 +13,7 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,11 +243,43 @@ class SageMaker:
             # While SageMaker is busy the only possible decision is to wait (or, for a foreign endpoint,
             # to refuse): listing models and configs and reading their tags would be wasted calls.
             return Observed(endpoint=endpoint)
-        return Observed(
-            endpoint=endpoint,
-            models=self._tagged(client, "ListModels", "Models", desired.endpoint_name),
-            configs=self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name),
-        )
+        models = self._tagged(client, "ListModels", "Models", desired.endpoint_name)
+        configs = self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name)
+        served: set[str] = set()
+        if endpoint is not None:
+            served = self._served(client, endpoint.name, described, desired, [*models, *configs])
+        return Observed(endpoint=endpoint, models=models, configs=configs, served=frozenset(served))
+
+    def _served(
+        self,
+        client: Any,
+        endpoint_name: str,
+        described: Mapping[str, Any],
+        desired: Desired,
+        listed: list[Tagged],
+    ) -> set[str]:
+        """The configs (current and pending) the endpoint uses and the models in them, lowercase. The
+        configs' models are read only when something besides the desired model and config exists, i.e.
+        when the core might delete something: a steady object costs no extra call."""
+        configs = {described.get("EndpointConfigName") or ""}
+        pending = described.get("PendingDeploymentSummary") or {}
+        configs.add(pending.get("EndpointConfigName") or "")
+        configs.discard("")
+        served = {name.lower() for name in configs}
+        keep = {desired.model_name.lower(), desired.config_name.lower()}
+        if all(item.name.lower() in keep | served for item in listed):
+            return served
+        for config in configs:
+            try:
+                page = self._call(client, "DescribeEndpointConfig", config, EndpointConfigName=config)
+            except SageMakerError as error:
+                if error.kind is ErrorKind.NOT_FOUND:
+                    continue
+                raise
+            served |= {
+                str(variant.get("ModelName", "")).lower() for variant in page.get("ProductionVariants", [])
+            }
+        return served
 
     # --- acting ---------------------------------------------------------------------------------
 

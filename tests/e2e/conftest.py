@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from e2e_harness import NAMESPACE, REGION, Harness
 
-from mce_operator import crdgen, handlers
+from mce_operator import crdgen
 from mce_operator.emulator import Emulator
 from mce_operator.testkit.kube_server import KubeServer
 
@@ -15,7 +15,6 @@ from mce_operator.testkit.kube_server import KubeServer
 @pytest.fixture
 def e2e() -> Iterator[Harness]:
     """A Kubernetes API and an emulated SageMaker; operators on request."""
-    assert handlers.TIMER_TICK <= 0.5, "MCE_TIMER_TICK must be set before mce_operator.handlers is imported"
     with (
         Emulator(delay=0.2, region=REGION) as emulator,
         KubeServer(crds=[crdgen.build_crd()], namespaces=[NAMESPACE]) as kube,

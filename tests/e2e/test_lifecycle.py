@@ -208,10 +208,14 @@ def test_endpoint_deleted_out_of_band_is_recreated(running: Harness) -> None:
         15,
         lambda: repr(running.mutations("e2e-drift")),
     )
+    # The CreateEndpoint call comes before the status write that reports it: wait for SageMaker first.
+    wait(
+        "the recreated endpoint to be InService",
+        lambda: running.sm.describe_endpoint(EndpointName="e2e-drift")["EndpointStatus"] == "InService",
+    )
     obj = running.wait_ready("drift")
     assert obj["status"]["endpointConfigName"] == status["endpointConfigName"]
     described = running.sm.describe_endpoint(EndpointName="e2e-drift")
-    assert described["EndpointStatus"] == "InService"
     assert described["EndpointConfigName"] == status["endpointConfigName"]
     assert len(running.calls("e2e-drift", "CreateModel")) == 1
     assert running.reasons("drift").count("CreateEndpoint") == 2
