@@ -55,6 +55,12 @@ MINIMUM: dict[str, tuple[int, str]] = {
         "of any earlier spec and names held by someone else.",
     ),
     "ListEndpointConfigs": (0, "Likewise, for endpoint configs."),
+    "DescribeEndpointConfig": (
+        0,
+        "Before deleting a superseded model or config, the operator reads which models the configs the "
+        "endpoint serves use, so that nothing an endpoint still serves is deleted (what-users-hit #4), "
+        "whatever the tags say. Only when there is something to delete.",
+    ),
 }
 
 
