@@ -452,6 +452,11 @@ class LastDeployment(_Model):
     from_endpoint_config_name: str | None = Field(
         default=None, description="The endpoint config the endpoint served when the update was sent."
     )
+    generation: int | None = Field(
+        default=None,
+        description="The object's generation when the update was sent: a rolled-back update is tried "
+        "again once for each later generation.",
+    )
 
 
 class MultiContainerEndpointStatus(_Model):

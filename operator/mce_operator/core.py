@@ -537,11 +537,14 @@ def _on_other_config(
     desired: Desired, observed: Observed, endpoint: ObservedEndpoint, memory: Memory, timing: Timing
 ) -> Decision:
     last = memory.last_deployment
+    # An update of this generation went back to the config it started from. A later generation (even a
+    # tags-only change) tries once more: the user may have fixed the cause outside the spec.
     rolled_back = (
         last is not None
         and last.endpoint_config_name == desired.config_name
         and last.from_endpoint_config_name is not None
         and last.from_endpoint_config_name.lower() == endpoint.config_name.lower()
+        and last.generation in (None, desired.identity.generation)
     )
     if rolled_back and endpoint.status != "InService":
         # The update and its rollback both failed (UpdateRollbackFailed: a mixed fleet), or the endpoint
@@ -549,7 +552,7 @@ def _on_other_config(
         reason = endpoint.failure_reason or "SageMaker gave no reason"
         message = (
             f"Updating endpoint {endpoint.name} to {desired.config_name} failed and the endpoint is "
-            f"{endpoint.status} on {endpoint.config_name}: {reason}. Change the spec to try again."
+            f"{endpoint.status} on {endpoint.config_name}: {reason}. Change the spec (any field) to try once more."
         )
         report = _degraded(desired, observed, endpoint.status, message, failure_reason=reason)
         return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)
@@ -558,7 +561,7 @@ def _on_other_config(
         reason = endpoint.failure_reason or "SageMaker gave no reason"
         message = (
             f"Updating endpoint {endpoint.name} to {desired.config_name} failed and SageMaker rolled back to "
-            f"{endpoint.config_name}: {reason}. Change the spec to try again."
+            f"{endpoint.config_name}: {reason}. Change the spec (any field) to try once more."
         )
         report = _degraded(desired, observed, "UpdateRolledBack", message, failure_reason=reason)
         return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)
@@ -575,7 +578,9 @@ def _on_other_config(
     message = f"Updating endpoint {endpoint.name} to {desired.config_name}"
     report = _progressing(desired, observed, "Updating", message, endpoint_status="Updating")
     deployment = LastDeployment(
-        endpoint_config_name=desired.config_name, from_endpoint_config_name=endpoint.config_name
+        endpoint_config_name=desired.config_name,
+        from_endpoint_config_name=endpoint.config_name,
+        generation=desired.identity.generation,
     )
     return Decision(tuple(actions), report, timing.busy, last_deployment=deployment)
 

@@ -122,6 +122,7 @@ def _observed(row: Mapping[str, Any], resolve: Resolver, spec_tags: Mapping[str,
         endpoint=observed_endpoint,
         models=tagged("model", given.get("models", [])),
         configs=tagged("endpoint-config", given.get("configs", [])),
+        served=frozenset(name.lower() for name in given.get("served", [])),
     )
 
 
@@ -131,7 +132,9 @@ def _memory(given: Mapping[str, Any] | None) -> core.Memory:
     terminal = given.get("terminal") or {}
     return core.Memory(
         last_deployment=LastDeployment(
-            endpoint_config_name=last["to"], from_endpoint_config_name=last.get("from")
+            endpoint_config_name=last["to"],
+            from_endpoint_config_name=last.get("from"),
+            generation=last.get("generation"),
         )
         if last
         else None,
@@ -212,8 +215,12 @@ def _check(row: Mapping[str, Any], decision: core.Decision, resolve: Resolver) -
     elif last == "keep":
         assert decision.last_deployment is None, "must keep what is remembered"
     else:
+        # An UpdateEndpoint is remembered with the generation that sent it (the row's identity's).
+        sent_by = resolve.desired.identity.generation if last.get("from") else None
         assert decision.last_deployment == LastDeployment(
-            endpoint_config_name=last["to"], from_endpoint_config_name=last.get("from")
+            endpoint_config_name=last["to"],
+            from_endpoint_config_name=last.get("from"),
+            generation=last.get("generation", sent_by),
         )
 
 
@@ -237,6 +244,7 @@ def _check_invariants(desired: core.Desired, observed: core.Observed, decision: 
     if observed.endpoint is not None:
         # Never delete what the endpoint still uses, nor (outside deletion) what it is about to use.
         assert observed.endpoint.config_name not in deleted
+    assert not {name.lower() for name in deleted} & observed.served, "deleted what an endpoint serves"
         if not decision.finished:
             assert not deleted & {desired.model_name, desired.config_name}
     if decision.report.ready.status:

@@ -328,6 +328,36 @@ class _Event:
     body: Body
 
 
+@dataclass
+class Fault:
+    """An error answer instead of serving a request: ``times`` requests that match, then served again.
+
+    ``method`` is the HTTP verb (``WATCH`` for a watch-stream); ``plural``, ``name`` and ``subresource``
+    (``""`` for the object itself, ``None`` for any) narrow it down; ``match`` sees the parsed body."""
+
+    method: str
+    status: int
+    plural: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    times: int = 1
+    match: Callable[[Any], bool] | None = None
+    hits: int = 0
+
+    def applies(self, method: str, plural: str | None, name: str | None, sub: str | None, data: Any) -> bool:
+        return (
+            self.hits < self.times
+            and self.method == method
+            and (self.plural is None or self.plural == plural)
+            and (self.name is None or self.name == name)
+            and (self.subresource is None or self.subresource == (sub or ""))
+            and (self.match is None or self.match(data))
+        )
+
+
+_FAULT_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
 class KubeEmulator(kmock.KubernetesEmulator):
     """An in-memory Kubernetes API with the semantics listed in this module's docstring.
 
@@ -356,6 +386,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self._log_floor = 0  # the resourceVersion of the newest event dropped from the history
         self._watchers: set[asyncio.Queue[_Event | None]] = set()
         self._outcomes: dict[Any, Any] = {}  # request -> the response of the write it made
+        self._faults: list[Fault] = []
+        self._faults_lock = threading.Lock()  # injected from the tests' threads
         self.fallback[kmock.method.PUT] << self._serve_outcome
         for spec in _BUILTINS:
             self.add_resource(spec)
@@ -570,11 +602,35 @@ class KubeEmulator(kmock.KubernetesEmulator):
         with self._specs_lock:
             return self._specs.get((res.group, res.version, res.plural))
 
+    # --- faults ---------------------------------------------------------------------------------------
+
+    def inject(self, fault: Fault) -> Fault:
+        """Answer matching requests with ``fault.status`` (``fault.hits`` counts those answered)."""
+        with self._faults_lock:
+            self._faults.append(fault)
+        return fault
+
+    def _fault(self, request: Any) -> ApiError | None:
+        method = request.method.value.upper()
+        if method == "GET" and request.action == kmock.action.WATCH:
+            method = "WATCH"
+        res = request.resource
+        with self._faults_lock:
+            for fault in self._faults:
+                if fault.applies(method, res.plural, request.name, request.subresource, request.data):
+                    fault.hits += 1
+                    reason = _FAULT_REASONS.get(fault.status, "InjectedFault")
+                    return _error(fault.status, reason, f"injected fault: {method} answered {fault.status}")
+        return None
+
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         self._forget_old_requests()
         res = request.resource
         if res is None or res.plural is None:  # discovery and non-Kubernetes URLs
             return await super()._handle(request)
+        injected = self._fault(request)
+        if injected is not None:
+            return await self._render_error(injected)
         try:
             spec = self._spec_of(request)
             if spec is None or (request.namespace is not None and not spec.namespaced):

@@ -25,9 +25,9 @@ import aiohttp.web
 import yaml
 
 from mce_operator.testkit.client import KubeApiError, KubeClient
-from mce_operator.testkit.kube import KubeEmulator, ResourceSpec
+from mce_operator.testkit.kube import Fault, KubeEmulator, ResourceSpec
 
-__all__ = ["KubeApiError", "KubeServer"]
+__all__ = ["Fault", "KubeApiError", "KubeServer"]
 
 Body = dict[str, Any]
 
@@ -130,6 +130,18 @@ class KubeServer(KubeClient):
                 self.emulator.close_watches()
             finally:
                 await runner.cleanup()
+
+    # --- faults -----------------------------------------------------------------------------------------
+
+    def inject(self, method: str, status: int, **narrowing: Any) -> Fault:
+        """Answer the next matching request(s) with an error (see ``testkit.kube.Fault``)."""
+        return self.emulator.inject(Fault(method=method.upper(), status=status, **narrowing))
+
+    def drop_watches(self) -> None:
+        """End every open watch-stream, as an API server does at its request timeout."""
+        if self._loop is None:
+            raise RuntimeError("The server is not running.")
+        self._loop.call_soon_threadsafe(self.emulator.close_watches)
 
     # --- connection info ----------------------------------------------------------------------------
 
