@@ -552,7 +552,8 @@ def _on_other_config(
         reason = endpoint.failure_reason or "SageMaker gave no reason"
         message = (
             f"Updating endpoint {endpoint.name} to {desired.config_name} failed and the endpoint is "
-            f"{endpoint.status} on {endpoint.config_name}: {reason}. Change the spec (any field) to try once more."
+            f"{endpoint.status} on {endpoint.config_name}: {reason}. "
+            "Change the spec (any field) to try once more."
         )
         report = _degraded(desired, observed, endpoint.status, message, failure_reason=reason)
         return Decision(tuple(_tag_actions(desired, observed, endpoint)), report, timing.steady)

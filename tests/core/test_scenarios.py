@@ -244,9 +244,9 @@ def _check_invariants(desired: core.Desired, observed: core.Observed, decision: 
     if observed.endpoint is not None:
         # Never delete what the endpoint still uses, nor (outside deletion) what it is about to use.
         assert observed.endpoint.config_name not in deleted
-    assert not {name.lower() for name in deleted} & observed.served, "deleted what an endpoint serves"
         if not decision.finished:
             assert not deleted & {desired.model_name, desired.config_name}
+    assert not {name.lower() for name in deleted} & observed.served, "deleted what an endpoint serves"
     if decision.report.ready.status:
         assert observed.endpoint is not None
         assert observed.endpoint.status == "InService"
