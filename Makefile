@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 CONTROLPLANE_DIR ?= $(or $(MCE_CONTROLPLANE_DIR),$(CURDIR)/.cache/controlplane)
 export MCE_CONTROLPLANE_DIR := $(CONTROLPLANE_DIR)
 
-.PHONY: venv test lint typecheck unit crds demo bench emulator clean \
+.PHONY: venv test lint typecheck unit soak crds demo bench emulator clean \
 	controlplane cluster cluster-tier cluster-up
 
 venv: $(STAMP)
@@ -27,9 +27,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The fast tier: everything but tests/cluster.
+# The fast tier: everything but tests/cluster and the soak.
 unit: venv
-	$(BIN)/pytest -m "not cluster"
+	$(BIN)/pytest -m "not cluster and not soak"
 
 # kube-apiserver and etcd, built only when missing or out of date (see controlplane/build.sh).
 controlplane:
@@ -53,7 +53,11 @@ cluster-tier:
 		echo "************************************************************************************"; \
 	fi
 
-test: lint typecheck unit cluster-tier
+# A bounded soak of the operator process: random changes, API faults and SIGKILLs (about 90 s).
+soak: venv
+	$(BIN)/pytest -m soak
+
+test: lint typecheck unit soak cluster-tier
 
 crds: venv
 	$(BIN)/python -m mce_operator.crdgen > crds/sagemaker.mce.dev_multicontainerendpoints.yaml

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help="kopf peering object's name: with several "
         "replicas only one acts at a time. Default: standalone.",
     )
+    run.add_argument(
+        "--peering-priority",
+        type=int,
+        default=int(os.environ["MCE_PEERING_PRIORITY"]) if os.environ.get("MCE_PEERING_PRIORITY") else None,
+        help="This replica's peering priority (the highest acts). Default: a random one, so that "
+        "replicas never tie (kopf pauses every replica of equal priority).",
+    )
     run.add_argument("--liveness", default=os.environ.get("MCE_LIVENESS", "http://0.0.0.0:8080/healthz"))
     run.add_argument(
         "--metrics-port",
@@ -102,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     config = handlers.OperatorConfig(
         timing=core.Timing(busy=args.busy_interval, steady=args.steady_interval),
         peering=args.peering,
+        peering_priority=args.peering_priority,
         liveness_endpoint=args.liveness or None,
     )
     asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, namespaces=args.namespace))

@@ -673,7 +673,7 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         if desired is None:
             return _release(look, "Deleted: nothing had been created in SageMaker for this object")
         try:
-            observed = look.sagemaker.observe(desired)
+            observed = look.sagemaker.observe(desired, deleting=True)
         except SageMakerError as error:
             delay = timing.busy if error.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"Cannot read SageMaker's state to delete {desired.endpoint_name}: {error}."

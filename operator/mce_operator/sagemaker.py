@@ -214,7 +214,9 @@ class SageMaker:
                 found.append(Tagged(name=name, arn=arn, tags=tags))
         return found
 
-    def observe(self, desired: Desired) -> Observed:
+    def observe(self, desired: Desired, *, deleting: bool = False) -> Observed:
+        """The endpoint, and the models and configs named after it. ``deleting``: every owned model and
+        config may be deleted, so what the endpoint serves is always read in full."""
         client = self.client(desired.region)
         endpoint: ObservedEndpoint | None = None
         try:
@@ -247,26 +249,21 @@ class SageMaker:
         configs = self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name)
         served: set[str] = set()
         if endpoint is not None:
-            served = self._served(client, endpoint.name, described, desired, [*models, *configs])
+            keep = set() if deleting else {desired.model_name.lower(), desired.config_name.lower()}
+            served = self._served(client, described, keep, [*models, *configs])
         return Observed(endpoint=endpoint, models=models, configs=configs, served=frozenset(served))
 
     def _served(
-        self,
-        client: Any,
-        endpoint_name: str,
-        described: Mapping[str, Any],
-        desired: Desired,
-        listed: list[Tagged],
+        self, client: Any, described: Mapping[str, Any], keep: set[str], listed: list[Tagged]
     ) -> set[str]:
         """The configs (current and pending) the endpoint uses and the models in them, lowercase. The
-        configs' models are read only when something besides the desired model and config exists, i.e.
-        when the core might delete something: a steady object costs no extra call."""
+        configs' models are read only when something besides what is kept anyway (the desired model
+        and config) exists, i.e. when the core might delete something: a steady object costs no call."""
         configs = {described.get("EndpointConfigName") or ""}
         pending = described.get("PendingDeploymentSummary") or {}
         configs.add(pending.get("EndpointConfigName") or "")
         configs.discard("")
         served = {name.lower() for name in configs}
-        keep = {desired.model_name.lower(), desired.config_name.lower()}
         if all(item.name.lower() in keep | served for item in listed):
             return served
         for config in configs:

@@ -98,13 +98,20 @@ class Harness:
 
     # --- the operator -----------------------------------------------------------------------------
 
-    def start_operator(self, timing: core.Timing = TIMING) -> OperatorThread:
+    def start_operator(
+        self, timing: core.Timing = TIMING, *, peering: str | None = None, priority: int | None = None
+    ) -> OperatorThread:
         """A fresh operator: its own SageMaker adapter (boto3 session, clients) and its own memo."""
         session = _ClosingSession(self.clients)
         # No client-side rate limit: it only slows the tests (and the stopping of a busy operator).
         settings = SageMakerSettings(region=REGION, endpoint_url=self.emulator.url, calls_per_second=0)
         sagemaker = SageMaker(settings, session=session)
-        config = handlers.OperatorConfig(timing=timing, connection=self.kube.connection_info(NAMESPACE))
+        config = handlers.OperatorConfig(
+            timing=timing,
+            connection=self.kube.connection_info(NAMESPACE),
+            peering=peering,
+            peering_priority=priority,
+        )
 
         def factory(stop_flag: threading.Event, ready_flag: threading.Event) -> Any:
             return handlers.operator(

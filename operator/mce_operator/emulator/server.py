@@ -5,6 +5,7 @@ point to it."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,13 @@ class _Server(ThreadingHTTPServer):
     # Hundreds of clients may connect at once (benchmarks); the default backlog of 5 would refuse some.
     request_queue_size = 1024
     service: Service
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request (an operator killed, a test ending) is not the server's
+        # error; anything else is still printed.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -263,6 +263,12 @@ class Service:
             and (name is None or (c.name is not None and c.name.lower() == name.lower()))
         ]
 
+    @property
+    def deleted_while_served(self) -> list[str]:
+        """Every model and endpoint config deleted while an endpoint used it (SageMaker allows that)."""
+        with self.lock:
+            return list(self.state.deleted_while_served)
+
     def clear_calls(self) -> None:
         with self.lock:
             self._calls.clear()

@@ -237,6 +237,29 @@ class SageMakerState:
         self.models: dict[str, Model] = {}
         self.configs: dict[str, EndpointConfig] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        # SageMaker lets a model or config be deleted while an endpoint uses it (and the endpoint then
+        # breaks at its next patch or scaling): the emulator allows it too, and keeps a record for tests.
+        self.deleted_while_served: list[str] = []
+
+    def _serving(self, kind: str, name: str) -> list[str]:
+        """The endpoints whose current or pending config is (or uses the model) ``name``."""
+        users = []
+        for endpoint in self.endpoints.values():
+            configs = {endpoint.config_name.lower()}
+            if endpoint.pending is not None and endpoint.pending.config_name:
+                configs.add(endpoint.pending.config_name.lower())
+            if kind == "config" and name.lower() in configs:
+                users.append(endpoint.name)
+            if kind == "model":
+                models = {
+                    str(variant.get("ModelName", "")).lower()
+                    for config in configs
+                    if config in self.configs
+                    for variant in self.configs[config].spec.get("ProductionVariants", [])
+                }
+                if name.lower() in models:
+                    users.append(endpoint.name)
+        return users
 
     def clock(self) -> float:
         """Now, to the millisecond as SageMaker's timestamps (so that they survive a client round trip)."""
@@ -376,6 +399,8 @@ class SageMakerState:
 
     def delete_model(self, body: Json) -> Json:
         model = self._model(body["ModelName"])
+        for endpoint in self._serving("model", model.name):
+            self.deleted_while_served.append(f"model {model.name} (served by endpoint {endpoint})")
         del self.models[model.name.lower()]
         return {}
 
@@ -426,6 +451,8 @@ class SageMakerState:
 
     def delete_endpoint_config(self, body: Json) -> Json:
         config = self._config(body["EndpointConfigName"])
+        for endpoint in self._serving("config", config.name):
+            self.deleted_while_served.append(f"endpoint config {config.name} (served by endpoint {endpoint})")
         del self.configs[config.name.lower()]
         return {}
 
