@@ -171,7 +171,6 @@ def test_the_installed_operator_runs_a_lifecycle_and_serves_metrics(
         "MCE_REGION": REGION,
         "MCE_BUSY_INTERVAL": "0.3",
         "MCE_STEADY_INTERVAL": "2",
-        "MCE_TIMER_TICK": "0.2",
         "MCE_CALLS_PER_SECOND": "0",
         "MCE_METRICS_PORT": str(port),
     }

@@ -84,7 +84,17 @@ class OperatorProcess:
         self.kills = 0
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "mce_operator.cli", "run", "--plain-logs", "--liveness", ""]
+        command = [
+            sys.executable,
+            "-m",
+            "mce_operator.cli",
+            "run",
+            "--plain-logs",
+            "--liveness",
+            "",
+            "--metrics-port",
+            "0",
+        ]
         command += ["--busy-interval", "0.3", "--steady-interval", "3", "--calls-per-second", "0"]
         self.process = subprocess.Popen(command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
