@@ -197,23 +197,6 @@ def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 # --- memory ----------------------------------------------------------------------------------------
 
 
-def _memory(status: Mapping[str, Any], generation: int) -> core.Memory:
-    last = status.get("lastDeployment")
-    deployment = api.LastDeployment.model_validate(last) if isinstance(last, dict) else None
-    for item in status.get("conditions") or []:
-        terminal = (
-            item.get("type") == "Degraded"
-            and item.get("status") == "True"
-            and item.get("reason") in core.TERMINAL_REASONS
-            and item.get("observedGeneration") == generation
-        )
-        if terminal:
-            return core.Memory(
-                deployment, terminal_failure=item.get("message"), terminal_reason=item.get("reason")
-            )
-    return core.Memory(deployment)
-
-
 class _ObjectState:
     """Per object, in this process: the scheduler's wake-up call, and what its looks must share."""
 
@@ -279,7 +262,7 @@ class _Look:
         body_status = obj.get("status")
         self.actual: Mapping[str, Any] = body_status if isinstance(body_status, Mapping) else {}
         self.status: dict[str, Any] = {**self.actual, **self.state.written_status}
-        self.identity = _identity(self.meta)
+        self.identity = core.identity_of(self.meta)
 
     def publish(self, new: Mapping[str, Any]) -> bool:
         """Write what changed in the status; False if Kubernetes refused or the object is gone."""
@@ -322,16 +305,6 @@ class _Look:
         if _newly_degraded(status, report, self.identity.generation):
             _post(self.obj, warning=True, reason=reason, message=message)
         return self.publish(new_status)
-
-
-def _identity(meta: Mapping[str, Any]) -> core.Identity:
-    return core.Identity(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 1),
-        adopt=(meta.get("annotations") or {}).get(naming.ADOPT_ANNOTATION, "").lower() == "true",
-    )
 
 
 def _parse(spec: Any) -> api.MultiContainerEndpointSpec:
@@ -434,7 +407,7 @@ def _look_locked(look: _Look) -> float:
         # would compare the new name with itself and follow it.
         return timing.steady if look.blocked(core.REASON_INVALID_SPEC, message) else KUBE_RETRY
 
-    memory = _memory(status, identity.generation)
+    memory = core.memory_of(status, identity.generation)
     try:
         observed = look.sagemaker.observe(desired)
     except SageMakerError as error:
@@ -592,7 +565,7 @@ def _deletion_target(obj: Mapping[str, Any], sagemaker: SageMaker) -> core.Desir
     meta, spec = obj.get("metadata") or {}, obj.get("spec")
     raw_status = obj.get("status")
     status: Mapping[str, Any] = raw_status if isinstance(raw_status, Mapping) else {}
-    identity = _identity(meta)
+    identity = core.identity_of(meta)
     desired: core.Desired | None
     try:
         desired = core.desired_state(_parse(spec), identity)

@@ -109,6 +109,13 @@ def peered() -> Iterator[Harness]:
 def test_4_two_replicas_with_peering_one_acts_and_the_other_takes_over(peered: Harness) -> None:
     low = peered.start_operator(peering="mce", priority=10)
     high = peered.start_operator(peering="mce", priority=20)
+    # Peering is not a lock: until each replica has seen the other, both may act (harmlessly: the
+    # names are deterministic, a repeated create finds its resource). Create once they have.
+    wait(
+        "both replicas in the peering object",
+        lambda: len(peered.kube.get("clusterkopfpeerings", None, "mce").get("status") or {}) == 2,
+    )
+    time.sleep(1.0)
     peered.create(manifest("ha"))
     obj = peered.wait_ready("ha", timeout=30)
     assert FINALIZER in obj["metadata"]["finalizers"]
