@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import CRD_NAME, ROOT, Kubectl
+
 from mce_operator import api
 from mce_operator.testkit.controlplane import ControlPlane
 
