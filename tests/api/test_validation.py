@@ -182,7 +182,8 @@ INVALID = [
     Invalid(
         "containers-not-a-list",
         {"containers": {"image": image("a")}},
-        ("spec.containers", "must be of type array"),
+        # kubectl's strict field validation: the apiserver's decoder reports the object's keys as unknown.
+        ('unknown field "spec.containers.image"',),
         ("spec.containers", "valid list"),
     ),
     # --- image, modelDataUrl, imageConfig ----------------------------------------------------------------
@@ -472,8 +473,14 @@ INVALID = [
     Invalid(
         "tag-value-257-chars",
         {"tags": {"team": "v" * 257}},
-        ("spec.tags", "tag values must be at most 256"),
+        ("spec.tags.team", "Too long", "256"),
         ("tags", "value of 'team'", "at most 256"),
+    ),
+    Invalid(
+        "tag-value-hash",
+        {"tags": {"team": "risk#1"}},
+        ("spec.tags", "tag values may contain only"),
+        ("tags", "value of 'team'", "may contain only"),
     ),
     Invalid(
         "tag-value-not-a-string",

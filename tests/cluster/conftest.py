@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from mce_operator.testkit.client import KubeClient
 from mce_operator.testkit.controlplane import ControlPlane, binaries_dir, missing_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
+# The corpus of tests/api (test_validation's cases) is sent to the real apiserver too: one corpus.
+sys.path.insert(0, str(ROOT / "tests" / "api"))
 CRDS = ROOT / "crds"
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
 KUBECTL = shutil.which("kubectl")
