@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -44,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         "--namespace",
         "-n",
         action="append",
-        default=[],
-        help="Watch only this namespace (repeatable; glob patterns allowed). Default: the whole cluster.",
+        default=None,
+        help="Watch only this namespace (repeatable; glob patterns allowed). Default: MCE_NAMESPACES "
+        "(comma-separated), else the whole cluster.",
     )
     run.add_argument("--region", default=os.environ.get("MCE_REGION"), help="Default region of endpoints.")
     run.add_argument(
@@ -99,10 +101,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def namespaces(args: argparse.Namespace) -> list[str]:
+    """The flags, else MCE_NAMESPACES (what a kustomize overlay can set from one value), else none."""
+    if args.namespace:
+        return list(args.namespace)
+    return [n.strip() for n in os.environ.get("MCE_NAMESPACES", "").split(",") if n.strip()]
+
+
 def _run(args: argparse.Namespace) -> int:
-    from mce_operator import handlers, metrics
+    from mce_operator import handlers, metrics, peering
 
     handlers.configure_logging(verbose=args.verbose, json=not args.plain_logs)
+    watched = namespaces(args)
+    if args.peering:
+        try:
+            peering.ensure(args.peering, watched)
+        except peering.PeeringError as error:
+            logging.getLogger("mce_operator.peering").error(f"Peering: {error}")
+            return 1
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     sagemaker = SageMaker(SageMakerSettings(region=args.region, calls_per_second=args.calls_per_second))
@@ -112,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         peering_priority=args.peering_priority,
         liveness_endpoint=args.liveness or None,
     )
-    asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, namespaces=args.namespace))
+    asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, namespaces=watched))
     return 0
 
 
