@@ -94,8 +94,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     else:
         settings.peering.standalone = True
     # Ask the API server to end watches regularly, so a silently dropped connection is noticed.
-    settings.watching.server_timeout = config.watch_server_timeout
-    settings.watching.client_timeout = config.watch_server_timeout + 30
+    # timeoutSeconds must be an integer: a real apiserver refuses "300.0" (400 Bad Request) and no
+    # watch would ever start.
+    settings.watching.server_timeout = int(config.watch_server_timeout)
+    settings.watching.client_timeout = int(config.watch_server_timeout) + 30
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.posting.loggers = False  # Events are posted explicitly, one per SageMaker action or failure.
