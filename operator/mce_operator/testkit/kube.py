@@ -196,7 +196,26 @@ def kopf_peering_crds() -> list[Body]:
                     "group": "kopf.dev",
                     "scope": scope,
                     "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-                    "versions": [{"name": "v1", "served": True, "storage": True}],
+                    # As kopf documents them: a real apiserver requires a schema; kopf keeps its peers
+                    # in the status, as free-form fields.
+                    "versions": [
+                        {
+                            "name": "v1",
+                            "served": True,
+                            "storage": True,
+                            "schema": {
+                                "openAPIV3Schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "status": {
+                                            "type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True,
+                                        }
+                                    },
+                                }
+                            },
+                        }
+                    ],
                 },
             }
         )
