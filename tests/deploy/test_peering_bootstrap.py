@@ -113,7 +113,9 @@ def test_mce_operator_run_with_peering_creates_the_object_and_peers_in_it(
             return "mce-operator-0" in (obj.get("status") or {})
 
         obj = kube.wait_for("clusterkopfpeerings", None, NAME, peered, timeout=60)
-        assert obj["status"]["mce-operator-0"]["priority"] == 0
+        # kopf's keep-alive: the replica announces itself (its priority is the operator's business).
+        peer = obj["status"]["mce-operator-0"]
+        assert isinstance(peer["priority"], int) and peer["lifetime"] > 0
     finally:
         process.terminate()
         process.wait(timeout=30)
