@@ -19,7 +19,12 @@ import boto3
 
 BIN = Path(sys.executable).parent
 REGION = "us-east-1"
-AWS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION}
+AWS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,  # what boto3 reads
+}
 
 
 class Process:
