@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -25,6 +25,7 @@ from mce_operator.testkit.controlplane import ControlPlane
 from mce_operator.testkit.fault_proxy import FaultProxy
 from mce_operator.testkit.kube import kopf_peering_crds
 from mce_operator.testkit.operator_thread import OperatorThread
+from waiting import wait
 
 pytestmark = pytest.mark.cluster
 
@@ -53,19 +54,6 @@ def manifest(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": body,
     }
-
-
-def wait(
-    what: str, check: Callable[[], Any], timeout: float = 30, show: Callable[[], Any] = lambda: ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}\n{show()}", pytrace=False)
-        time.sleep(0.1)
 
 
 class World:

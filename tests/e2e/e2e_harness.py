@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import boto3
-import pytest
 
 from mce_operator import api, core, handlers
 from mce_operator.emulator import Emulator
@@ -21,6 +19,7 @@ from mce_operator.emulator.service import Call
 from mce_operator.sagemaker import SageMaker, SageMakerSettings
 from mce_operator.testkit.kube_server import KubeServer
 from mce_operator.testkit.operator_thread import OperatorThread
+from waiting import wait
 
 REGION = "us-east-1"
 CREDENTIALS = {"aws_access_key_id": "e2e", "aws_secret_access_key": "e2e", "region_name": REGION}
@@ -210,18 +209,3 @@ class Harness:
 
     def tags(self, arn: str) -> dict[str, str]:
         return {t["Key"]: t["Value"] for t in self.sm.list_tags(ResourceArn=arn)["Tags"]}
-
-
-def wait(
-    what: str, check: Callable[[], Any], timeout: float = 20, show: Callable[[], str] | None = None
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with what was awaited and what was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            detail = f"\n{show()}" if show else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{detail}", pytrace=False)
-        time.sleep(0.05)

@@ -18,15 +18,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mce_operator import api, core, crdgen
+from mce_operator.demo import is_ready
 from mce_operator.emulator import Emulator
 from mce_operator.testkit.kube_server import KubeServer
+from waiting import wait
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(420)]
 
@@ -134,26 +136,6 @@ def world(tmp_path: Path) -> Iterator[tuple[KubeServer, Emulator, OperatorProces
             print(f"operator log: {tmp_path / 'operator.log'}")
 
 
-def wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}", pytrace=False)
-
-
-def ready_on_its_spec(obj: dict[str, Any]) -> bool:
-    meta, status = obj["metadata"], obj.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    return (
-        ready.get("status") == "True"
-        and ready.get("observedGeneration") == meta["generation"]
-        and status.get("observedGeneration") == meta["generation"]
-    )
-
-
 def test_soak(world: tuple[KubeServer, Emulator, OperatorProcess]) -> None:
     kube, emulator, operator = world
     seed = int(os.environ.get("MCE_SOAK_SEED") or random.SystemRandom().randint(0, 2**32))
@@ -202,8 +184,8 @@ def test_soak(world: tuple[KubeServer, Emulator, OperatorProcess]) -> None:
     assert operator.kills >= 1 and changes >= 10
 
     def all_ready() -> bool:
-        objects = [kube.get(api.PLURAL, NAMESPACE, name) for name in specs]
-        return all(ready_on_its_spec(obj) for obj in objects)
+        objects = kube.list(api.PLURAL, NAMESPACE)
+        return len(objects) == len(specs) and all(is_ready(obj) for obj in objects)
 
     wait("every object Ready on its last spec", all_ready, 120)
 

@@ -20,14 +20,14 @@ import re
 import ssl
 import threading
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import aiohttp.web
 
 from mce_operator.testkit.kube import Fault
+from mce_operator.testkit.served import ServedInThread
 
 __all__ = ["FaultProxy"]
 
@@ -50,28 +50,19 @@ def _target(path: str) -> tuple[str | None, str | None, str | None]:
     return plural, name, sub
 
 
-class FaultProxy:
+class FaultProxy(ServedInThread):
     """Forwards to ``upstream`` (``https://...``, verified with ``ca_path``) from a thread of its own."""
 
+    name = "fault proxy"
+
     def __init__(self, upstream: str, *, ca_path: str | Path | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.upstream = upstream.rstrip("/")
         self.ca_path = str(ca_path) if ca_path else None
         self._host = host
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._url: str | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._failure: BaseException | None = None
         self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            raise RuntimeError("The proxy is not running.")
-        return self._url
 
     # --- faults -------------------------------------------------------------------------------------
 
@@ -97,56 +88,21 @@ class FaultProxy:
                     return fault
         return None
 
-    # --- lifecycle ----------------------------------------------------------------------------------
+    # --- serving --------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> Self:
-        self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout) or self._failure is not None:
-            raise RuntimeError("The fault proxy did not start.") from self._failure
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._failure = exc
-        finally:
-            self._started.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self, stopping: asyncio.Event) -> None:
         context = ssl.create_default_context(cafile=self.ca_path) if self.ca_path else None
         connector = aiohttp.TCPConnector(ssl=context if context is not None else False, limit=0)
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             self._session = session
-            server = aiohttp.web.Server(self._handle)
-            runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
+            runner = aiohttp.web.ServerRunner(aiohttp.web.Server(self._handle), shutdown_timeout=1.0)
             await runner.setup()
             try:
                 site = aiohttp.web.TCPSite(runner, self._host, 0)
                 await site.start()
                 host, port = runner.addresses[0][:2]
-                self._url = f"http://{host}:{port}"
-                self._started.set()
-                await self._stop.wait()
+                self._listening(f"http://{host}:{port}")
+                await stopping.wait()
             finally:
                 await runner.cleanup()
 

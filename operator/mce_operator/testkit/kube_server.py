@@ -16,24 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import threading
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp.web
 import yaml
 
 from mce_operator.testkit.client import KubeApiError, KubeClient
 from mce_operator.testkit.kube import Fault, KubeEmulator, ResourceSpec
+from mce_operator.testkit.served import ServedInThread
 
 __all__ = ["Fault", "KubeApiError", "KubeServer"]
 
 Body = dict[str, Any]
 
 
-class KubeServer(KubeClient):
+class KubeServer(ServedInThread, KubeClient):
     """An in-memory Kubernetes API on ``http://127.0.0.1:<ephemeral port>``, served from a thread."""
+
+    name = "Kubernetes emulator"
 
     def __init__(
         self,
@@ -56,67 +57,13 @@ class KubeServer(KubeClient):
             event_history=event_history,
             request_history=request_history,
         )
-        super().__init__("", timeout=request_timeout)
+        ServedInThread.__init__(self)
+        KubeClient.__init__(self, "", timeout=request_timeout)
         self._host, self._port = host, port
-        self._url: str | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._failure: BaseException | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The base URL, e.g. ``http://127.0.0.1:34567`` (no trailing slash)."""
-        if self._url is None:
-            raise RuntimeError("The server is not running.")
-        return self._url
-
-    def start(self, timeout: float = 10.0) -> Self:
-        if self._thread is not None:
-            raise RuntimeError("The server can be started only once.")
-        self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout) or self._failure is not None:
-            raise RuntimeError("The Kubernetes emulator did not start.") from self._failure
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise RuntimeError("The Kubernetes emulator did not stop in time.")
-        self._thread = None
-        if self._failure is not None:
-            raise RuntimeError("The Kubernetes emulator failed.") from self._failure
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start()/stop() in the caller's thread
-            self._failure = exc
-        finally:
-            self._started.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self, stopping: asyncio.Event) -> None:
         async with self.emulator:
             runner = aiohttp.web.ServerRunner(aiohttp.web.Server(self.emulator), shutdown_timeout=1.0)
             await runner.setup()
@@ -124,9 +71,8 @@ class KubeServer(KubeClient):
                 site = aiohttp.web.TCPSite(runner, self._host, self._port)
                 await site.start()
                 host, port = runner.addresses[0][:2]
-                self._url = f"http://{host}:{port}"
-                self._started.set()
-                await self._stop.wait()
+                self._listening(f"http://{host}:{port}")
+                await stopping.wait()
                 self.emulator.close_watches()
             finally:
                 await runner.cleanup()
@@ -139,9 +85,7 @@ class KubeServer(KubeClient):
 
     def drop_watches(self) -> None:
         """End every open watch-stream, as an API server does at its request timeout."""
-        if self._loop is None:
-            raise RuntimeError("The server is not running.")
-        self._loop.call_soon_threadsafe(self.emulator.close_watches)
+        self.call_soon(self.emulator.close_watches)
 
     # --- connection info ----------------------------------------------------------------------------
 
