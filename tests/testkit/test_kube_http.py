@@ -53,6 +53,18 @@ def test_create_conflicts_and_mismatches(kube: KubeServer) -> None:
     assert exc.value.status == 422
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_dry_run_is_refused_and_writes_nothing(kube: KubeServer, method: str) -> None:
+    existing = kube.create(widget("w1"))
+    path = WIDGETS if method == "POST" else f"{WIDGETS}/w1"
+    body = {"POST": widget("w2"), "PUT": existing, "PATCH": {"spec": {"size": 9}}, "DELETE": None}[method]
+    kind = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    with pytest.raises(KubeApiError) as refused:
+        kube.request(method, path, body, params={"dryRun": "All"}, content_type=kind)
+    assert refused.value.status == 400 and "dryRun is not supported" in refused.value.body["message"]
+    assert kube.list(PLURAL, "default") == [existing]  # nothing created, changed or deleted
+
+
 def test_generate_name_gives_distinct_names(kube: KubeServer) -> None:
     event = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "kopf-event-"}, "reason": "X"}
     names = {kube.create(event)["metadata"]["name"] for _ in range(3)}

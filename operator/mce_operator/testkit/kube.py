@@ -40,7 +40,8 @@ object semantics with those of the real apiserver that an operator depends on:
 Deviations from a real apiserver, on purpose or for lack of need:
 
 - no OpenAPI schema: no validation, no pruning, no defaulting, no CEL rules, no ``/openapi`` endpoints;
-- no server-side apply (415), no strategic merge for custom resources (415, as the real one), no dry-run;
+- no server-side apply (415), no strategic merge for custom resources (415, as the real one); a dry run
+  (``?dryRun=All`` on any write) is refused with 400 and writes nothing;
 - PUT does not require ``metadata.resourceVersion`` (the real one does for custom resources);
 - no authentication or authorization: every request is allowed;
 - no garbage collection of owned objects, no cascading deletion of namespaces (a namespace is deleted at
@@ -681,6 +682,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _not_found(None, None)
         if sub == "status" and not spec.status_subresource:
             raise _not_found(None, None)
+        if method != "GET" and request.params.get("dryRun"):
+            # The real apiserver validates, defaults and admits a dry run without storing it. Here that
+            # would be a real write (kubectl apply --dry-run=server once created an object and the
+            # operator a SageMaker endpoint from it): refuse it, so nothing believes it was dry.
+            raise _error(
+                400,
+                "BadRequest",
+                "dryRun is not supported by the in-memory Kubernetes API: nothing was written; "
+                "dry runs are tested against a real kube-apiserver (tests/cluster)",
+            )
         if method == "GET":  # reads are served by the fallbacks; bad queries are answered here
             self._selected(spec, request)
             watching = request.action == kmock.action.WATCH
