@@ -10,7 +10,7 @@ CONTROLPLANE_DIR ?= $(or $(MCE_CONTROLPLANE_DIR),$(CURDIR)/.cache/controlplane)
 export MCE_CONTROLPLANE_DIR := $(CONTROLPLANE_DIR)
 
 .PHONY: venv test lint typecheck unit soak crds demo bench emulator clean \
-	controlplane cluster cluster-tier cluster-up
+	controlplane cluster cluster-tier cluster-up demo-cluster
 
 venv: $(STAMP)
 
@@ -64,6 +64,10 @@ crds: venv
 
 demo: venv
 	$(BIN)/mce-operator demo
+
+# The same demo against a real kube-apiserver + etcd, showing real `kubectl get mce --watch` output.
+demo-cluster: venv controlplane
+	$(BIN)/mce-operator demo --control-plane
 
 # A control plane for a person: prints the `export KUBECONFIG=...` line; Ctrl-C stops it.
 cluster-up: venv controlplane

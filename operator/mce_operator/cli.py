@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="The manifest to apply: a file, or a packaged example (direct, serial). Default: direct.",
     )
+    demo.add_argument(
+        "--control-plane",
+        action="store_true",
+        help="Against a real kube-apiserver + etcd (`make controlplane` builds them, Go needed) instead of "
+        "the in-memory API, with the real `kubectl get mce --watch` output.",
+    )
     return parser
 
 
@@ -143,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(DEMO_EXTRA_MISSING, file=sys.stderr)
         return 2
-    return demo.main(delay=args.delay, example=args.example)
+    return demo.main(delay=args.delay, example=args.example, control_plane=args.control_plane)
 
 
 if __name__ == "__main__":

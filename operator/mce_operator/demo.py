@@ -8,17 +8,25 @@ again, deletes the object and checks that the endpoint, models and configs are g
 described from what it applies. It exits 0 only if every step happened.
 
 It needs the ``demo`` extra (kmock, behind the in-memory API): ``pip install '.[demo]'``.
+
+With ``--control-plane`` (``make demo-cluster``) the same steps run against a real kube-apiserver + etcd
+(``mce_operator.testkit.controlplane``, binaries from ``make controlplane``), and the object's rows are
+what the real ``kubectl get mce --watch`` prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,6 +38,7 @@ import yaml
 from mce_operator import api, core, crdgen, handlers
 from mce_operator.emulator.server import Emulator
 from mce_operator.sagemaker import SageMaker, SageMakerSettings
+from mce_operator.testkit.client import KubeApiError, KubeClient
 from mce_operator.testkit.kube_server import KubeServer
 from mce_operator.testkit.operator_thread import OperatorThread
 
@@ -160,8 +169,11 @@ def _row(obj: dict[str, Any]) -> str:
 class _Printer:
     """Prints, as they happen, the SageMaker calls that change something and the object's status row."""
 
-    def __init__(self, emulator: Emulator, kube: KubeServer, namespace: str, name: str) -> None:
+    def __init__(
+        self, emulator: Emulator, kube: KubeClient, namespace: str, name: str, *, rows: bool = True
+    ) -> None:
         self.emulator, self.kube, self.namespace, self.name = emulator, kube, namespace, name
+        self.rows = rows  # False: kubectl itself prints them (see _kubectl_rows)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.lock = threading.Lock()
@@ -179,6 +191,8 @@ class _Printer:
                 if call.operation.startswith(MUTATING):
                     self.say(f"  sagemaker  {call.operation:<22} {call.name or '':<28} {call.outcome}")
             seen = len(calls)
+            if not self.rows:
+                continue
             obj = self.kube.find(api.PLURAL, self.namespace, self.name)
             row = _row(obj) if obj else ""
             if row and row != last_row:
@@ -211,12 +225,12 @@ def is_ready(obj: dict[str, Any] | None, config_not: str | None = None) -> bool:
     return fresh and ready and status.get("endpointConfigName") != config_not
 
 
-def _ready(kube: KubeServer, namespace: str, name: str, config_not: str | None = None) -> Any:
+def _ready(kube: KubeClient, namespace: str, name: str, config_not: str | None = None) -> Any:
     obj = kube.find(api.PLURAL, namespace, name)
     return obj if is_ready(obj, config_not) else None
 
 
-def main(*, delay: float = 1.0, example: str | None = None) -> int:
+def main(*, delay: float = 1.0, example: str | None = None, control_plane: bool = False) -> int:
     try:
         chosen = load_example(example)
     except BadExample as error:
@@ -230,19 +244,21 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
     # The emulator's ARNs must be in the endpoint's region, or the operator would see a region change.
     region = manifest["spec"].get("region") or DEFAULT_REGION
     credentials = {"aws_access_key_id": "demo", "aws_secret_access_key": "demo", "region_name": region}
-    print(
-        "mce-operator demo: an in-memory Kubernetes API and an emulated SageMaker, the real operator between."
-    )
-    with (
-        Emulator(delay=delay, region=region) as emulator,
-        KubeServer(crds=[crdgen.build_crd()], namespaces=[namespace]) as kube,
-    ):
+    where = "a real kube-apiserver + etcd" if control_plane else "an in-memory Kubernetes API"
+    print(f"mce-operator demo: {where} and an emulated SageMaker, the real operator between.")
+    with contextlib.ExitStack() as stack:
+        emulator = stack.enter_context(Emulator(delay=delay, region=region))
+        try:
+            kube, connection, kubeconfig = (
+                _real_cluster(stack, namespace) if control_plane else _in_memory(stack, namespace)
+            )
+        except DemoFailed as failure:
+            print(f"mce-operator demo: {failure}", file=sys.stderr)
+            return 2
         session = boto3.session.Session(**credentials)
         sagemaker = SageMaker(SageMakerSettings(region=region, endpoint_url=emulator.url), session=session)
-        config = handlers.OperatorConfig(
-            timing=core.Timing(busy=0.5, steady=10.0), connection=kube.connection_info(namespace)
-        )
-        printer = _Printer(emulator, kube, namespace, name)
+        config = handlers.OperatorConfig(timing=core.Timing(busy=0.5, steady=10.0), connection=connection)
+        printer = _Printer(emulator, kube, namespace, name, rows=kubeconfig is None)
         clients = _Clients(
             runtime=boto3.client("sagemaker-runtime", endpoint_url=emulator.url, **credentials),
             control=boto3.client("sagemaker", endpoint_url=emulator.url, **credentials),
@@ -255,10 +271,13 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
 
         try:
             with OperatorThread(factory, startup_timeout=20):
-                printer.say(
-                    "  kubectl    "
-                    + ROW.format("NAME", "MODE", "CONTAINERS", "STATUS", "READY", "ENDPOINT", "OBSERVED/GEN")
-                )
+                if kubeconfig is None:
+                    header = ROW.format(
+                        "NAME", "MODE", "CONTAINERS", "STATUS", "READY", "ENDPOINT", "OBSERVED/GEN"
+                    )
+                    printer.say(f"  kubectl    {header}")
+                else:
+                    stack.enter_context(_kubectl_rows(kubeconfig, namespace, printer.say))
                 printer.thread.start()
                 _steps(printer, kube, emulator, clients, chosen)
         except DemoFailed as failure:
@@ -268,6 +287,68 @@ def main(*, delay: float = 1.0, example: str | None = None) -> int:
             printer.stop.set()
     print("demo: every step happened.")
     return 0
+
+
+def _in_memory(stack: contextlib.ExitStack, namespace: str) -> tuple[KubeClient, dict[str, Any], None]:
+    kube = stack.enter_context(KubeServer(crds=[crdgen.build_crd()], namespaces=[namespace]))
+    return kube, kube.connection_info(namespace), None
+
+
+def _real_cluster(stack: contextlib.ExitStack, namespace: str) -> tuple[KubeClient, dict[str, Any], Path]:
+    """etcd + kube-apiserver with the CRD installed and the namespace created, as an admin."""
+    from mce_operator.testkit.controlplane import ControlPlane, ControlPlaneError
+
+    if shutil.which("kubectl") is None:
+        raise DemoFailed("--control-plane shows the real `kubectl get mce`: kubectl is not on the PATH")
+    try:
+        plane = stack.enter_context(ControlPlane())
+    except ControlPlaneError as error:
+        raise DemoFailed(str(error)) from None
+    kube = plane.client()
+    kube.create(crdgen.build_crd())
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    _wait("the CRD to be served", lambda: _served(kube), 30)
+    return kube, plane.connection_info(namespace), plane.kubeconfig
+
+
+def _served(kube: KubeClient) -> bool:
+    # Discovered, and listable: a new CRD's storage answers 429 "(re)initializing" for a moment.
+    try:
+        kube.list(f"{api.PLURAL}.{api.GROUP}")
+    except (KeyError, KubeApiError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _kubectl_rows(kubeconfig: Path, namespace: str, say: Callable[[str], None]) -> Iterator[None]:
+    """`kubectl get mce --watch`, each new row said as it comes (one per change of a column)."""
+    watch = subprocess.Popen(
+        ["kubectl", "get", "mce", "-n", namespace, "--watch"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # "No resources found" until the object exists
+        text=True,
+    )
+
+    def read() -> None:
+        assert watch.stdout is not None
+        last: list[str] = []
+        for line in watch.stdout:
+            columns = line.split()
+            # A row is printed for every write; one whose columns (but AGE) did not change says nothing.
+            if columns[:-1] != last:
+                say(f"  kubectl    {line.rstrip()}")
+                last = columns[:-1]
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        watch.terminate()
+        watch.wait(10)
+        reader.join(10)
 
 
 @dataclass(frozen=True)
@@ -314,7 +395,7 @@ def _invoke_step(number: int, manifest: dict[str, Any]) -> str:
 
 
 def _steps(
-    printer: _Printer, kube: KubeServer, emulator: Emulator, clients: _Clients, example: Example
+    printer: _Printer, kube: KubeClient, emulator: Emulator, clients: _Clients, example: Example
 ) -> None:
     manifest = copy.deepcopy(example.manifest)
     namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]

@@ -62,6 +62,11 @@ class Kubectl:
 
 def start_control_plane(**options: Any) -> ControlPlane:
     """A started control plane; the tier is skipped (failed in CI) when the binaries are not built."""
+    require_control_plane()
+    return ControlPlane(**options).start()
+
+
+def require_control_plane() -> None:
     if missing := missing_binaries():
         message = (
             f"tests/cluster needs {' and '.join(missing)} in {binaries_dir()}: "
@@ -72,7 +77,6 @@ def start_control_plane(**options: Any) -> ControlPlane:
         pytest.skip(message)
     if KUBECTL is None:
         pytest.fail("tests/cluster uses the real kubectl, which is not on the PATH")
-    return ControlPlane(**options).start()
 
 
 @pytest.fixture(scope="session")
