@@ -124,6 +124,13 @@ class _Process:
                 preexec_fn=_die_with_parent,
             )
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The running processes: name -> pid."""
+        return {
+            p.name: p.popen.pid for p in (self._etcd, self._apiserver) if p is not None and p.popen is not None
+        }
+
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
@@ -310,6 +317,13 @@ class ControlPlane:
         self._apiserver.start()
         self._wait(self._apiserver, self._apiserver_ready, timeout)
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The running processes: name -> pid."""
+        return {
+            p.name: p.popen.pid for p in (self._etcd, self._apiserver) if p is not None and p.popen is not None
+        }
+
     def running(self) -> bool:
         return all(p is not None and p.running() for p in (self._etcd, self._apiserver))
 
@@ -395,11 +409,14 @@ def _signals_stop() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt.
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -415,9 +432,10 @@ def _up(args: argparse.Namespace) -> int:
                 print(
                     f"controlplane: kube-apiserver {version} is ready at {plane.url} ({plane.workdir})\n"
                     f"\nexport KUBECONFIG={plane.kubeconfig}\n\n"
-                    "Then, in another terminal, e.g.: kubectl apply -k deploy/ && kubectl apply -f "
-                    "examples/direct.yaml\n"
-                    "No kubelet runs pods here: run the operator itself (README, 'Running it for real').\n"
+                    "Then, in another terminal: kubectl apply -k deploy/ && kubectl create namespace ml && "
+                    "kubectl apply -f examples/direct.yaml\n"
+                    "No kubelet runs pods here: run the operator beside it (README, 'Tested against a real "
+                    "kube-apiserver').\n"
                     "Ctrl-C stops the cluster.",
                     flush=True,
                 )
