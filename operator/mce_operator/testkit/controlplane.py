@@ -124,13 +124,6 @@ class _Process:
                 preexec_fn=_die_with_parent,
             )
 
-    @property
-    def pids(self) -> dict[str, int]:
-        """The running processes: name -> pid."""
-        return {
-            p.name: p.popen.pid for p in (self._etcd, self._apiserver) if p is not None and p.popen is not None
-        }
-
     def running(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
@@ -320,9 +313,8 @@ class ControlPlane:
     @property
     def pids(self) -> dict[str, int]:
         """The running processes: name -> pid."""
-        return {
-            p.name: p.popen.pid for p in (self._etcd, self._apiserver) if p is not None and p.popen is not None
-        }
+        processes = (self._etcd, self._apiserver)
+        return {p.name: p.popen.pid for p in processes if p is not None and p.popen is not None}
 
     def running(self) -> bool:
         return all(p is not None and p.running() for p in (self._etcd, self._apiserver))
