@@ -18,7 +18,11 @@ def command() -> list[str]:
 
 def test_cli_serves_until_terminated() -> None:
     process = subprocess.Popen(
-        [*command(), "--port", "0", "--delay", "0", "--account", "111122223333", "--region", "eu-central-1"],
+        [
+            *command(),
+            *("--port", "0", "--delay", "0", "--account", "111122223333", "--region", "eu-central-1"),
+            *("--deployment-time-scale", "0.01"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -38,7 +42,12 @@ def test_cli_serves_until_terminated() -> None:
         arn = sm.create_model(ModelName="m", Containers=[{"Image": "img"}])["ModelArn"]
         assert arn == "arn:aws:sagemaker:eu-central-1:111122223333:model/m"
         with urllib.request.urlopen(url + "/_emulator/health") as response:
-            assert json.loads(response.read())["delays"] == {"create": 0.0, "update": 0.0, "delete": 0.0}
+            assert json.loads(response.read())["delays"] == {
+                "create": 0.0,
+                "update": 0.0,
+                "delete": 0.0,
+                "deploymentTimeScale": 0.01,
+            }
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0

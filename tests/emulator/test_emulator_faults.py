@@ -143,13 +143,15 @@ def test_reset_forgets_everything(emu: Emulator, sm: Any, deploy: Callable[..., 
 def test_reset_returns_to_the_delays_the_emulator_was_started_with() -> None:
     """Delays changed at run time are forgotten; the ones given at start are kept (a user who started
     ``mce-emulator --delay 0.2`` does not expect a reset to bring back the class default)."""
-    with Emulator(delay=0.2, delete_delay=0.3) as emu:
-        started = dict(vars(emu.delays))
-        assert started == {"create": 0.2, "update": 0.2, "delete": 0.3}
-        emu.set_delay(5, update=7)
-        assert admin(emu, "POST", "/config", {"createDelay": 9})[1]["delays"]["create"] == 9
+    with Emulator(delay=0.2, delete_delay=0.3, deployment_time_scale=0.5) as emu:
+        started = emu.delays.to_dict()
+        assert started == {"create": 0.2, "update": 0.2, "delete": 0.3, "deploymentTimeScale": 0.5}
+        emu.set_delay(5, update=7, deployment_time_scale=2)
+        answer = admin(emu, "POST", "/config", {"createDelay": 9, "deploymentTimeScale": 3})[1]
+        assert answer["delays"]["create"] == 9
+        assert answer["delays"]["deploymentTimeScale"] == 3
         emu.reset()
-        assert vars(emu.delays) == started
+        assert emu.delays.to_dict() == started
         emu.set_delay(4)
         assert admin(emu, "POST", "/reset")[0] == 200
         assert admin(emu, "GET", "/health")[1]["delays"] == started
@@ -242,9 +244,15 @@ def test_admin_api(emu: Emulator, sm: Any, deploy: Callable[..., None]) -> None:
         "create": 0.01,
         "update": 0.01,
         "delete": 0.01,
+        "deploymentTimeScale": 1.0,
     }
     assert admin(emu, "POST", "/reset")[0] == 200
-    assert admin(emu, "GET", "/state")[1] == {"models": [], "endpointConfigs": [], "endpoints": {}}
+    assert admin(emu, "GET", "/state")[1] == {
+        "models": [],
+        "endpointConfigs": [],
+        "endpoints": {},
+        "scalableTargets": {},
+    }
     assert admin(emu, "GET", "/calls")[1] == {"calls": []}
 
 

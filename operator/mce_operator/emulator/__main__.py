@@ -18,7 +18,8 @@ from .service import DEFAULT_ACCOUNT, DEFAULT_DELAY, DEFAULT_REGION
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="mce-emulator",
-        description="An offline SageMaker (control plane and runtime) for tests, demos and CI.",
+        description="An offline SageMaker (control plane and runtime, with the Application Auto Scaling of "
+        "its endpoints) for tests, demos and CI.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument(
@@ -37,6 +38,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--create-delay", type=float, help="seconds Creating lasts (default: --delay)")
     parser.add_argument("--update-delay", type=float, help="seconds Updating lasts (default: --delay)")
     parser.add_argument("--delete-delay", type=float, help="seconds Deleting lasts (default: --delay)")
+    parser.add_argument(
+        "--deployment-time-scale",
+        type=float,
+        default=1.0,
+        help="factor applied to a DeploymentConfig's wait intervals, e.g. 0.01 to bake 300 s in 3 s "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--seed", type=int, help="seed for rated faults and variant choice (reproducible runs)"
     )
@@ -58,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         create_delay=args.create_delay,
         update_delay=args.update_delay,
         delete_delay=args.delete_delay,
+        deployment_time_scale=args.deployment_time_scale,
         seed=args.seed,
     )
     emulator.bind()

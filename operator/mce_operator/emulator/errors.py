@@ -30,12 +30,13 @@ def throttling() -> ServiceError:
     return ServiceError("ThrottlingException", "Rate exceeded")
 
 
-def access_denied(account: str, operation: str) -> ServiceError:
-    """IAM's refusal of an action, as SageMaker answers it (HTTP 400)."""
+def access_denied(account: str, operation: str, service: str = "sagemaker") -> ServiceError:
+    """IAM's refusal of an action, as SageMaker (or Application Auto Scaling) answers it (HTTP 400)."""
+    action = f"{service}:{operation}"
     return ServiceError(
         "AccessDeniedException",
         f"User: arn:aws:sts::{account}:assumed-role/mce-emulator/session is not authorized to perform: "
-        f"sagemaker:{operation} because no identity-based policy allows the sagemaker:{operation} action",
+        f"{action} because no identity-based policy allows the {action} action",
     )
 
 

@@ -1,5 +1,5 @@
-"""Fault injection: throttling, server errors, refused access, latency, and endpoint creations or updates
-that fail.
+"""Fault injection: throttling, server errors, refused access, latency, endpoint creations or updates that
+fail, and CloudWatch alarms in the ALARM state (which roll back a guarded deployment).
 
 Every fault is a plain record; the service consults them under its lock. Name patterns are shell-style
 globs (``fnmatch``), matched case-insensitively as SageMaker names are.
@@ -14,8 +14,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["throttle", "server_error", "deny", "latency", "fail_create", "fail_update"]
-KINDS: tuple[str, ...] = ("throttle", "server_error", "deny", "latency", "fail_create", "fail_update")
+FaultKind = Literal["throttle", "server_error", "deny", "latency", "fail_create", "fail_update", "alarm"]
+KINDS: tuple[str, ...] = (
+    "throttle",
+    "server_error",
+    "deny",
+    "latency",
+    "fail_create",
+    "fail_update",
+    "alarm",
+)
 # Faults that answer a call with an error instead of serving it.
 CALL_ERRORS = ("throttle", "server_error", "deny")
 
@@ -40,6 +48,9 @@ class Fault:
     - ``fail_create`` / ``fail_update``: endpoint creations (updates) whose endpoint name matches ``endpoint``
       and whose (new) config name matches ``config`` end ``Failed`` (back ``InService`` on the old config),
       with ``reason`` as FailureReason; ``count`` limits how many times (None: always).
+    - ``alarm``: the CloudWatch alarm named ``alarm`` is in the ALARM state from ``since`` (when the fault was
+      added) until the fault is removed. A blue/green or rolling deployment whose AutoRollbackConfiguration
+      lists it rolls back when it is in ALARM during a baking period.
 
     ``operations`` restricts throttle/server_error/deny/latency to these operation names
     (``InvokeEndpoint`` for the runtime); None means every control-plane operation.
@@ -54,6 +65,9 @@ class Fault:
     endpoint: str | None = None
     config: str | None = None
     reason: str = "Injected failure."
+    alarm: str | None = None
+    # When the fault took effect (the service's clock): an alarm is in ALARM from then on.
+    since: float = 0.0
     id: int = field(default_factory=lambda: next(_ids))
 
     def applies_to(self, operation: str) -> bool:
@@ -75,6 +89,8 @@ class Fault:
             out["operations"] = sorted(self.operations) if self.operations is not None else None
         if self.kind in ("fail_create", "fail_update"):
             out.update(endpoint=self.endpoint, config=self.config, reason=self.reason, count=self.count)
+        if self.kind == "alarm":
+            out.update(alarm=self.alarm, since=self.since)
         return out
 
     @classmethod
@@ -83,7 +99,18 @@ class Fault:
         kind = data.get("kind")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-        known = {"kind", "rate", "count", "operations", "status", "seconds", "endpoint", "config", "reason"}
+        known = {
+            "kind",
+            "rate",
+            "count",
+            "operations",
+            "status",
+            "seconds",
+            "endpoint",
+            "config",
+            "reason",
+            "alarm",
+        }
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
@@ -100,6 +127,7 @@ class Fault:
             endpoint=data.get("endpoint"),
             config=data.get("config"),
             reason=str(data.get("reason", "Injected failure.")),
+            alarm=None if data.get("alarm") is None else str(data["alarm"]),
         )
         fault.check()
         return fault
@@ -115,6 +143,8 @@ class Fault:
             raise ValueError("status must be 500 or 503")
         if self.seconds < 0:
             raise ValueError("seconds must not be negative")
+        if self.kind == "alarm" and not (self.alarm or "").strip():
+            raise ValueError("an alarm fault needs the alarm's name")
 
 
 class FaultSet:
@@ -171,6 +201,14 @@ class FaultSet:
             ):
                 return fault.reason
         return None
+
+    def alarms(self) -> dict[str, float]:
+        """The alarms in the ALARM state, each with the time it went into ALARM."""
+        out: dict[str, float] = {}
+        for fault in self.faults:
+            if fault.kind == "alarm" and fault.alarm:
+                out[fault.alarm] = min(out.get(fault.alarm, fault.since), fault.since)
+        return out
 
     def describe(self) -> list[dict[str, Any]]:
         return [f.to_dict() for f in self.faults]

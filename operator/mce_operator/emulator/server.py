@@ -1,6 +1,7 @@
-"""The HTTP server: SageMaker's control plane (AWS JSON 1.1), its runtime (REST-JSON) and the admin API,
-all on one port, so that ``AWS_ENDPOINT_URL_SAGEMAKER`` and ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` can both
-point to it."""
+"""The HTTP server: SageMaker's control plane and Application Auto Scaling (both AWS JSON 1.1, told apart by
+the X-Amz-Target prefix), SageMaker's runtime (REST-JSON) and the admin API, all on one port, so that
+``AWS_ENDPOINT_URL_SAGEMAKER``, ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` and
+``AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING`` can all point to it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import ServiceError
 from .faults import parse_faults
-from .service import Service
+from .service import TARGET_PREFIXES, Service
 
 CONTROL_TYPE = "application/x-amz-json-1.1"
 ADMIN_PREFIX = "/_emulator"
@@ -108,13 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target", "")
         prefix, _, operation = target.partition(".")
         try:
-            if prefix != "SageMaker" or not operation:
+            if prefix not in TARGET_PREFIXES or not operation:
                 raise ServiceError("UnknownOperationException", f"Unknown operation {target or '(none)'}.")
             try:
                 body = json.loads(raw or b"{}")
             except ValueError:
                 raise ServiceError("SerializationException", "The request body is not valid JSON.") from None
-            result = self.server.service.control(operation, body)
+            result = self.server.service.control(operation, body, TARGET_PREFIXES[prefix])
         except ServiceError as error:
             self._error(error, runtime=False)
             return
@@ -164,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": "ok",
                 "account": service.account,
                 "region": service.region,
-                "delays": vars(service.delays),
+                "delays": service.delays.to_dict(),
             }
         if route == "/calls" and method == "GET":
             query = parse_qs(urlsplit(self.path).query)
@@ -190,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
             service.reset()
             return {}
         if route == "/config" and method == "POST":
-            unknown = set(data) - {"delay", "createDelay", "updateDelay", "deleteDelay"}
+            known = {"delay", "createDelay", "updateDelay", "deleteDelay", "deploymentTimeScale"}
+            unknown = set(data) - known
             if unknown:
                 raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
             service.set_delay(
@@ -198,8 +200,17 @@ class _Handler(BaseHTTPRequestHandler):
                 create=data.get("createDelay"),
                 update=data.get("updateDelay"),
                 delete=data.get("deleteDelay"),
+                deployment_time_scale=data.get("deploymentTimeScale"),
             )
-            return {"delays": vars(service.delays)}
+            return {"delays": service.delays.to_dict()}
+        if route == "/scale" and method == "POST":
+            if not isinstance(data, dict) or set(data) != {"endpoint", "variant", "desiredInstanceCount"}:
+                raise ValueError('give {"endpoint": NAME, "variant": NAME, "desiredInstanceCount": N}')
+            count = data["desiredInstanceCount"]
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise ValueError("desiredInstanceCount must be an integer")
+            service.scale_variant(str(data["endpoint"]), str(data["variant"]), count)
+            return service.snapshot()
         if route == "/state":
             if method == "GET":
                 return service.snapshot()

@@ -1,4 +1,5 @@
-"""The emulated service behind the HTTP server: one lock around the state, the faults and the call log."""
+"""The emulated services behind the HTTP server (SageMaker and the Application Auto Scaling it uses): one lock
+around their state, the faults and the call log."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import autoscaling
+from .autoscaling import AutoScalingState
 from .errors import ServiceError, access_denied, runtime_validation, server_error, throttling
 from .faults import Fault, FaultSet
 from .runtime import MAX_BODY, Invocation, choose_variant, run
@@ -21,18 +24,24 @@ DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_DELAY = 0.5
 SERVING = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
-_NAME_MEMBERS = ("EndpointName", "EndpointConfigName", "ModelName", "ResourceArn")
+_NAME_MEMBERS = ("EndpointName", "EndpointConfigName", "ModelName", "ResourceArn", "ResourceId")
+# The JSON 1.1 target prefixes served, by the botocore service model that describes them.
+SAGEMAKER = "sagemaker"
+AUTOSCALING = "application-autoscaling"
+TARGET_PREFIXES = {"SageMaker": SAGEMAKER, "AnyScaleFrontendService": AUTOSCALING}
+# What IAM's refusals name (sagemaker:CreateModel, application-autoscaling:RegisterScalableTarget).
+_OPERATIONS = {SAGEMAKER: OPERATIONS, AUTOSCALING: autoscaling.OPERATIONS}
 
 _validators: dict[str, ShapeValidator] = {}
 _validators_lock = threading.Lock()
 
 
-def shared_validator() -> ShapeValidator:
-    """Loading botocore's SageMaker model takes a while: load it once per process."""
+def shared_validator(service: str = SAGEMAKER) -> ShapeValidator:
+    """Loading a botocore service model takes a while: load each once per process."""
     with _validators_lock:
-        if "sagemaker" not in _validators:
-            _validators["sagemaker"] = ShapeValidator("sagemaker")
-        return _validators["sagemaker"]
+        if service not in _validators:
+            _validators[service] = ShapeValidator(service)
+        return _validators[service]
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Service:
         create_delay: float | None = None,
         update_delay: float | None = None,
         delete_delay: float | None = None,
+        deployment_time_scale: float = 1.0,
         seed: int | None = None,
         clock: Callable[[], float] = time.time,
         max_calls: int = 200_000,
@@ -72,7 +82,13 @@ class Service:
         self.region = region
         self.clock = clock
         self.delays = Delays()
-        self.set_delay(delay, create=create_delay, update=update_delay, delete=delete_delay)
+        self.set_delay(
+            delay,
+            create=create_delay,
+            update=update_delay,
+            delete=delete_delay,
+            deployment_time_scale=deployment_time_scale,
+        )
         # What reset() returns to: the emulator as it was started, not the class defaults.
         self._initial_delays = Delays(**vars(self.delays))
         self._seed = seed
@@ -80,23 +96,29 @@ class Service:
         self._rng = random.Random(seed)
         self._calls: deque[Call] = deque(maxlen=max_calls)
         self.validator = shared_validator()
-        self.state = self._new_state()
+        self.validators = {SAGEMAKER: self.validator, AUTOSCALING: shared_validator(AUTOSCALING)}
+        self.state, self.autoscaling = self._new_state()
 
-    def _new_state(self) -> SageMakerState:
-        return SageMakerState(
+    def _new_state(self) -> tuple[SageMakerState, AutoScalingState]:
+        state = SageMakerState(
             account=self.account,
             region=self.region,
             delays=self.delays,
             faults=self._faults,
             clock=self.clock,
         )
+        scaling = AutoScalingState(state)
+        state.autoscaling = scaling
+        return state, scaling
 
     # -- serving ------------------------------------------------------------------------------------------
 
     def _record(self, operation: str, name: str | None, outcome: str, request: Json | None = None) -> None:
         self._calls.append(Call(operation, name, self.clock(), outcome, request))
 
-    def _admit(self, operation: str, name: str | None, request: Json | None = None) -> None:
+    def _admit(
+        self, operation: str, name: str | None, request: Json | None = None, service: str = SAGEMAKER
+    ) -> None:
         """Latency, throttling, server errors and refusals injected for this call (sleeping outside the
         lock)."""
         with self.lock:
@@ -109,21 +131,23 @@ class Service:
                 if fault.kind == "throttle":
                     error = throttling()
                 elif fault.kind == "deny":
-                    error = access_denied(self.account, operation)
+                    error = access_denied(self.account, operation, service)
                 else:
                     error = server_error(fault.status)
                 self._record(operation, name, error.code, request)
                 raise error
 
-    def control(self, operation: str, body: Any) -> Json:
-        """Serve one control-plane call; raises ServiceError with SageMaker's code and text."""
+    def control(self, operation: str, body: Any, service: str = SAGEMAKER) -> Json:
+        """Serve one control-plane call of ``service`` (SageMaker, or Application Auto Scaling); raises
+        ServiceError with the service's code and text."""
         name = None
         request: Json | None = None
         if isinstance(body, Mapping):
             name = next((str(body[m]) for m in _NAME_MEMBERS if isinstance(body.get(m), str)), None)
             request = copy.deepcopy(dict(body))
-        if operation not in OPERATIONS:
-            known = self.validator.has_operation(operation)
+        validator = self.validators[service]
+        if operation not in _OPERATIONS[service]:
+            known = validator.has_operation(operation)
             error = ServiceError(
                 "UnknownOperationException",
                 f"The operation {operation} is not supported by the mce-emulator."
@@ -133,14 +157,15 @@ class Service:
             with self.lock:
                 self._record(operation, name, error.code, request)
             raise error
-        self._admit(operation, name, request)
+        self._admit(operation, name, request, service)
         with self.lock:
             try:
                 if not isinstance(body, dict):
                     raise ServiceError("SerializationException", "The request body must be a JSON object.")
-                self.validator.validate(operation, body)
+                validator.validate(operation, body)
                 self.state.tick()
-                result: Json = getattr(self.state, operation_method(operation))(body)
+                target: Any = self.state if service == SAGEMAKER else self.autoscaling
+                result: Json = getattr(target, operation_method(operation))(body)
             except ServiceError as error:
                 self._record(operation, name, error.code, request)
                 raise
@@ -172,7 +197,8 @@ class Service:
                     )
                 if len(body) > MAX_BODY:
                     raise runtime_validation(f"Request body exceeds the maximum size of {MAX_BODY} bytes.")
-                variant = choose_variant(endpoint.variants, target_variant, endpoint.name, self._rng)
+                fleet = self.state.serving(endpoint, self._rng.random())
+                variant = choose_variant(fleet, target_variant, endpoint.name, self._rng)
             # The variant is a deployment snapshot that no later call mutates in place except its weights.
             result = run(endpoint.name, variant, target_container, body, content_type)
         except ServiceError as error:
@@ -187,6 +213,9 @@ class Service:
 
     def add_fault(self, fault: Fault) -> Fault:
         with self.lock:
+            # Lifecycles computed so far saw the world without this fault.
+            self.state.tick()
+            fault.since = self.clock()
             return self._faults.add(fault)
 
     def throttle(
@@ -235,6 +264,11 @@ class Service:
             Fault("fail_update", endpoint=endpoint, config=config, reason=reason, count=count)
         )
 
+    def alarm(self, name: str) -> Fault:
+        """Put the CloudWatch alarm ``name`` into the ALARM state until the fault is removed: a guarded
+        deployment listing it in its AutoRollbackConfiguration rolls back during its next baking period."""
+        return self.add_fault(Fault("alarm", alarm=name))
+
     def remove_fault(self, fault: Fault | int) -> bool:
         with self.lock:
             return self._faults.remove(fault if isinstance(fault, int) else fault.id)
@@ -282,8 +316,10 @@ class Service:
         create: float | None = None,
         update: float | None = None,
         delete: float | None = None,
+        deployment_time_scale: float | None = None,
     ) -> None:
-        """How long endpoints stay Creating, Updating (also for weights) and Deleting."""
+        """How long endpoints stay Creating, Updating (also for weights) and Deleting, and the factor
+        applied to the waits of a DeploymentConfig."""
         with self.lock:
             for phase, value in (("create", create), ("update", update), ("delete", delete)):
                 chosen = value if value is not None else delay
@@ -291,6 +327,10 @@ class Service:
                     if chosen < 0:
                         raise ValueError("delays must not be negative")
                     setattr(self.delays, phase, float(chosen))
+            if deployment_time_scale is not None:
+                if deployment_time_scale < 0:
+                    raise ValueError("the deployment time scale must not be negative")
+                self.delays.deployment_time_scale = float(deployment_time_scale)
 
     def set_endpoint_status(
         self,
@@ -305,6 +345,14 @@ class Service:
         with self.lock:
             self.state.tick()
             self.state.force_status(name, status, failure_reason, duration)
+
+    def scale_variant(self, endpoint: str, variant: str, count: int) -> None:
+        """Move a variant's DesiredInstanceCount as Application Auto Scaling would: the variant must be
+        registered as a scalable target and ``count`` within its bounds; the endpoint is Updating until the
+        change is done (the update delay). Raises ValueError or ServiceError (a busy endpoint)."""
+        with self.lock:
+            self.state.tick()
+            self.autoscaling.scale(endpoint, variant, count)
 
     def delete_endpoint_now(self, name: str) -> None:
         """Make an endpoint vanish at once, as if someone deleted it out of band long ago."""
@@ -322,7 +370,7 @@ class Service:
         """Every resource's name, and each endpoint's status and config: for assertions and debugging."""
         with self.lock:
             self.state.tick()
-            return self.state.snapshot()
+            return {**self.state.snapshot(), "scalableTargets": self.autoscaling.snapshot()}
 
     def reset(self) -> None:
         """Back to the emulator as it was started: no resource, fault or logged call, the delays it was
@@ -334,7 +382,7 @@ class Service:
                 setattr(self.delays, phase, value)
             self._faults = FaultSet(self._seed)
             self._rng = random.Random(self._seed)
-            self.state = self._new_state()
+            self.state, self.autoscaling = self._new_state()
 
 
 def _ops(operations: Iterable[str] | None) -> frozenset[str] | None:

@@ -1,8 +1,13 @@
-"""SageMaker's resources and their lifecycle: models, endpoint configs, endpoints, tags.
+"""SageMaker's resources and their lifecycle: models, endpoint configs, endpoints, tags, and deployments.
 
 Not thread-safe by itself: the service holds one lock around every call. Endpoint transitions are
 computed lazily from timestamps (``tick``) at the start of every call, so no background thread is needed
 and a delay of 0 makes an endpoint InService at the very next call, as a fast SageMaker would.
+
+An UpdateEndpoint with a DeploymentConfig (deployment guardrails) is a schedule of phases computed when the
+call is accepted: the new fleet is provisioned, then traffic shifts to it step by step (all at once, canary,
+linear, or rolling batches), each step followed by a baking period during which the auto-rollback alarms
+are watched; an alarm in ALARM during a baking period sends all traffic back to the old fleet.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ import binascii
 import copy
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import validation
 from .faults import FaultSet
 from .validation import check_model_rules, model_containers
+
+if TYPE_CHECKING:
+    from .autoscaling import AutoScalingState
 
 # States in which SageMaker is still working on the endpoint: no update, delete or scaling until they end.
 BUSY = frozenset({"Creating", "Updating", "Deleting", "SystemUpdating", "RollingBack"})
@@ -90,6 +99,7 @@ class Variant:
     desired_weight: float
     desired_count: int
     images: list[Json]
+    instance_type: str | None = None
 
     def summary(self) -> Json:
         out: Json = {
@@ -105,6 +115,20 @@ class Variant:
 
 
 @dataclass
+class Phase:
+    """One step of a guarded deployment: what the new fleet's VariantStatus says from ``start`` to
+    ``end``, the share of traffic the new fleet serves meanwhile, and whether it is a baking period (the
+    auto-rollback alarms are watched)."""
+
+    status: str
+    message: str
+    start: float
+    end: float
+    share: float
+    baking: bool
+
+
+@dataclass
 class Pending:
     """Work SageMaker is doing on an endpoint, due to end at ``due``."""
 
@@ -115,6 +139,21 @@ class Pending:
     failure: str | None = None
     weights: list[Json] | None = None
     then: str = "InService"
+    # UpdateEndpoint(RetainAllVariantProperties): the variant properties kept from the live endpoint
+    # (DesiredInstanceCount, DesiredWeight) instead of taken from the new config; empty: none kept.
+    retained: frozenset[str] = frozenset()
+    # A guarded deployment (DeploymentConfig): its phases, the alarms that roll it back, and the new fleet
+    # once provisioned. No phases: SageMaker's default, one switch at ``due``.
+    phases: list[Phase] = field(default_factory=list)
+    alarms: tuple[str, ...] = ()
+    green: list[Variant] | None = None
+
+    def phase(self, now: float) -> Phase | None:
+        """The phase at ``now`` (the last one once all have ended), or None without phases."""
+        for phase in self.phases:
+            if now < phase.end:
+                return phase
+        return self.phases[-1] if self.phases else None
 
 
 @dataclass
@@ -137,6 +176,18 @@ class Delays:
     create: float = 0.5
     update: float = 0.5
     delete: float = 0.5
+    # Multiplies a DeploymentConfig's WaitIntervalInSeconds and TerminationWaitInSeconds (AWS's are whole
+    # seconds up to an hour; tests shrink them).
+    deployment_time_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, float]:
+        """As the admin API shows them (the names POST /_emulator/config takes)."""
+        return {
+            "create": self.create,
+            "update": self.update,
+            "delete": self.delete,
+            "deploymentTimeScale": self.deployment_time_scale,
+        }
 
 
 def _page(items: list[Json], body: Mapping[str, Any], operation: str) -> tuple[list[Json], str | None]:
@@ -240,6 +291,8 @@ class SageMakerState:
         # SageMaker lets a model or config be deleted while an endpoint uses it (and the endpoint then
         # breaks at its next patch or scaling): the emulator allows it too, and keeps a record for tests.
         self.deleted_while_served: list[str] = []
+        # Application Auto Scaling, which UpdateEndpoint and DeleteEndpoint consult (set by the service).
+        self.autoscaling: AutoScalingState | None = None
 
     def _serving(self, kind: str, name: str) -> list[str]:
         """The endpoints whose current or pending config is (or uses the model) ``name``."""
@@ -297,12 +350,52 @@ class SageMakerState:
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Complete every endpoint transition whose time has come, in the order they were due."""
+        """Complete every endpoint transition whose time has come, in the order they were due; roll back
+        guarded deployments whose alarms went into ALARM during a baking period."""
         now = self.clock()
+        for endpoint in list(self.endpoints.values()):
+            if endpoint.pending is not None and endpoint.pending.phases:
+                self._advance_deployment(endpoint, now)
         due = [e for e in self.endpoints.values() if e.pending is not None and e.pending.due <= now]
         due.sort(key=lambda e: e.pending.due if e.pending else 0.0)
         for endpoint in due:
             self._complete(endpoint)
+
+    def _advance_deployment(self, endpoint: Endpoint, now: float) -> None:
+        """A guarded deployment up to ``now``: the new fleet once provisioned (or the rollback when it
+        cannot be), and the rollback when an alarm trips during a baking period."""
+        pending = endpoint.pending
+        assert pending is not None and pending.config_name is not None
+        provisioned = pending.phases[0].end
+        if pending.green is None and provisioned <= now:
+            problem = self._provision_problem(pending.config_name) or self._provision_problem(
+                endpoint.config_name
+            )
+            if problem:
+                self._roll_back(endpoint, provisioned, problem)
+                return
+            pending.green = self._retain(
+                self._deploy(pending.config_name, provisioned), endpoint.variants, pending.retained
+            )
+        tripped = self.faults.alarms()
+        watched = {name: tripped[name] for name in pending.alarms if name in tripped}
+        for phase in pending.phases:
+            if not phase.baking or phase.start > now:
+                continue
+            for name, since in sorted(watched.items(), key=lambda item: item[1]):
+                at = max(phase.start, since)
+                if at < phase.end and at <= now:
+                    reason = (
+                        f"The deployment was rolled back: CloudWatch alarm {name} went into the ALARM state "
+                        f"during a baking period ({phase.message})."
+                    )
+                    self._roll_back(endpoint, at, reason)
+                    return
+
+    def _roll_back(self, endpoint: Endpoint, at: float, reason: str) -> None:
+        """All traffic back on the old fleet, which kept running: InService on the old config at once."""
+        endpoint.pending = None
+        endpoint.status, endpoint.modified, endpoint.failure_reason = "InService", at, reason
 
     def _provision_problem(self, config_name: str) -> str | None:
         """Why an endpoint cannot be provisioned from this config now (its config or a model is gone)."""
@@ -334,10 +427,34 @@ class SageMakerState:
             mode = (model.spec.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
             variants.append(
                 Variant(
-                    spec["VariantName"], model.name, containers, mode, weight, count, weight, count, images
+                    spec["VariantName"],
+                    model.name,
+                    containers,
+                    mode,
+                    weight,
+                    count,
+                    weight,
+                    count,
+                    images,
+                    spec.get("InstanceType"),
                 )
             )
         return variants
+
+    @staticmethod
+    def _retain(new: list[Variant], old: list[Variant], retained: frozenset[str]) -> list[Variant]:
+        """RetainAllVariantProperties: variants of the same name keep the live instance count and weight
+        (what autoscaling or UpdateEndpointWeightsAndCapacities set) instead of the new config's."""
+        live = {variant.name: variant for variant in old}
+        for variant in new:
+            before = live.get(variant.name)
+            if before is None:
+                continue
+            if "DesiredInstanceCount" in retained:
+                variant.desired_count = variant.current_count = before.desired_count
+            if "DesiredWeight" in retained:
+                variant.desired_weight = variant.current_weight = before.desired_weight
+        return new
 
     def _complete(self, endpoint: Endpoint) -> None:
         pending = endpoint.pending
@@ -355,9 +472,11 @@ class SageMakerState:
                 endpoint.status, endpoint.failure_reason = "InService", None
         elif pending.kind == "update":
             assert pending.config_name is not None
-            failure = (
-                pending.failure
-                or self._provision_problem(pending.config_name)
+            # A guarded deployment checked this when its new fleet was provisioned.
+            failure = pending.failure or (
+                None
+                if pending.green is not None
+                else self._provision_problem(pending.config_name)
                 # The running deployment is described by its config: once that is gone, SageMaker cannot
                 # move the endpoint off it either.
                 or self._provision_problem(endpoint.config_name)
@@ -367,7 +486,9 @@ class SageMakerState:
                 endpoint.failure_reason = failure
             else:
                 endpoint.config_name = self.configs[pending.config_name.lower()].name
-                endpoint.variants = self._deploy(pending.config_name, pending.due)
+                endpoint.variants = pending.green or self._retain(
+                    self._deploy(pending.config_name, pending.due), endpoint.variants, pending.retained
+                )
                 endpoint.failure_reason = None
         elif pending.kind == "weights":
             wanted = {w["VariantName"]: w for w in pending.weights or []}
@@ -504,7 +625,46 @@ class SageMakerState:
                 "EndpointConfigName": pending.config_name,
                 "StartTime": pending.started,
             }
+            phase = pending.phase(self.clock())
+            if phase is not None:
+                out["PendingDeploymentSummary"]["ProductionVariants"] = self._pending_variants(pending, phase)
         return out
+
+    def _pending_variants(self, pending: Pending, phase: Phase) -> list[Json]:
+        """The new fleet of a guarded deployment, with its VariantStatus (the phase it is in)."""
+        assert pending.config_name is not None
+        config = self.configs.get(pending.config_name.lower())
+        specs = config.spec["ProductionVariants"] if config else []
+        green = {variant.name: variant for variant in pending.green or []}
+        out = []
+        for spec in specs:
+            variant = green.get(spec["VariantName"])
+            count = variant.desired_count if variant else int(spec.get("InitialInstanceCount", 1))
+            summary: Json = {
+                "VariantName": spec["VariantName"],
+                "DesiredInstanceCount": count,
+                "CurrentInstanceCount": count if variant else 0,
+                "DesiredWeight": float(spec.get("InitialVariantWeight", 1.0)),
+                "CurrentWeight": float(spec.get("InitialVariantWeight", 1.0)) * phase.share,
+                "InstanceType": spec.get("InstanceType"),
+                "VariantStatus": [
+                    {"Status": phase.status, "StatusMessage": phase.message, "StartTime": phase.start}
+                ],
+            }
+            if variant is not None and variant.images:
+                summary["DeployedImages"] = copy.deepcopy(variant.images)
+            out.append(summary)
+        return out
+
+    def serving(self, endpoint: Endpoint, draw: float) -> list[Variant]:
+        """The fleet an invocation goes to: the new one for its share of the traffic while a guarded
+        deployment shifts it (``draw`` is uniform in [0, 1)), else the running one."""
+        pending = endpoint.pending
+        if pending is not None and pending.green:
+            phase = pending.phase(self.clock())
+            if phase is not None and draw < phase.share:
+                return pending.green
+        return endpoint.variants
 
     def update_endpoint(self, body: Json) -> Json:
         endpoint = self._endpoint(body["EndpointName"])
@@ -514,13 +674,93 @@ class SageMakerState:
                 f'Cannot update failed endpoint "{endpoint.arn}". Delete the endpoint and create it again.'
             )
         config = self._config(body["EndpointConfigName"])
+        variants = config.spec["ProductionVariants"]
+        self._check_autoscaled_variants(endpoint, variants)
+        retained = _retained_properties(body)
+        deployment = body.get("DeploymentConfig")
+        if body.get("RetainDeploymentConfig") and not deployment:
+            deployment = endpoint.last_deployment_config
         now = self.clock()
         failure = self.faults.endpoint_failure("fail_update", endpoint.name, config.name)
-        endpoint.pending = Pending("update", now, now + self.delays.update, config.name, failure)
+        pending = Pending("update", now, now + self.delays.update, config.name, failure, retained=retained)
+        if deployment and (deployment.get("BlueGreenUpdatePolicy") or deployment.get("RollingUpdatePolicy")):
+            # The new fleet's size: the new config's count, or the live one when it is retained.
+            live = {variant.name: variant.desired_count for variant in endpoint.variants}
+            sizes = [
+                live.get(v["VariantName"], int(v.get("InitialInstanceCount", 1)))
+                if "DesiredInstanceCount" in retained
+                else int(v.get("InitialInstanceCount", 1))
+                for v in variants
+            ]
+            _check_deployment(deployment, endpoint, variants, min(sizes))
+            if failure is None:
+                # A deployment that fails while provisioning ends then, as SageMaker's default one does.
+                pending.phases = self._plan(deployment, now, min(sizes))
+                pending.due = pending.phases[-1].end
+                alarms = (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms") or []
+                pending.alarms = tuple(str(alarm.get("AlarmName", "")) for alarm in alarms)
+        endpoint.pending = pending
         endpoint.status, endpoint.modified = "Updating", now
-        if body.get("DeploymentConfig"):
-            endpoint.last_deployment_config = body["DeploymentConfig"]
+        if deployment:
+            endpoint.last_deployment_config = deployment
         return {"EndpointArn": endpoint.arn}
+
+    def _check_autoscaled_variants(self, endpoint: Endpoint, variants: list[Json]) -> None:
+        """Application Auto Scaling refuses an update that changes the instance type of a variant registered
+        as a scalable target, or removes it; a change of its model alone is allowed."""
+        if self.autoscaling is None:
+            return
+        registered = self.autoscaling.registered_variants(endpoint.name)
+        if not registered:
+            return
+        wanted = {v["VariantName"]: v.get("InstanceType") for v in variants}
+        live = {v.name: v.instance_type for v in endpoint.variants}
+        blocked = sorted(
+            name for name in registered if name not in wanted or wanted[name] != live.get(name, wanted[name])
+        )
+        if blocked:
+            raise validation(
+                f'The variant(s) [{", ".join(blocked)}] of endpoint "{endpoint.arn}" are registered as '
+                "scalable targets with Application Auto Scaling: an update cannot change their instance "
+                "type or remove them. Delete the scaling policies and deregister the scalable targets "
+                "(DeregisterScalableTarget) before updating the endpoint, then register them again."
+            )
+
+    def _plan(self, deployment: Json, now: float, size: int) -> list[Phase]:
+        """The phases of a guarded deployment, from now: provisioning, then each traffic step and its
+        baking period, then the wait before the old fleet is terminated."""
+        scale = self.delays.deployment_time_scale
+        phases = [Phase("Creating", "provisioning the new fleet", now, now + self.delays.update, 0.0, False)]
+        blue_green = deployment.get("BlueGreenUpdatePolicy")
+        if blue_green:
+            routing = blue_green["TrafficRoutingConfiguration"]
+            kind = routing["Type"]
+            wait = routing["WaitIntervalInSeconds"] * scale
+            if kind == "CANARY":
+                steps = [_fraction(routing["CanarySize"], size), 1.0]
+            elif kind == "LINEAR":
+                steps = _steps(_fraction(routing["LinearStepSize"], size))
+            else:
+                steps = [1.0]
+            label = {"ALL_AT_ONCE": "all at once", "CANARY": "canary", "LINEAR": "linear"}[kind]
+            termination = float(blue_green.get("TerminationWaitInSeconds") or 0) * scale
+        else:
+            rolling = deployment["RollingUpdatePolicy"]
+            wait = rolling["WaitIntervalInSeconds"] * scale
+            steps = _steps(_fraction(rolling["MaximumBatchSize"], size))
+            label, termination = "rolling", 0.0
+        start = phases[0].end
+        for index, share in enumerate(steps, start=1):
+            message = (
+                f"{label}: step {index} of {len(steps)}, {round(share * 100)}% of traffic on the new fleet, "
+                f"baking for {wait:g} s"
+            )
+            phases.append(Phase("Baking", message, start, start + wait, share, True))
+            start += wait
+        if termination:
+            message = f"{label}: waiting {termination:g} s before terminating the old fleet"
+            phases.append(Phase("Deleting", message, start, start + termination, 1.0, False))
+        return phases
 
     def update_endpoint_weights_and_capacities(self, body: Json) -> Json:
         endpoint = self._endpoint(body["EndpointName"])
@@ -553,6 +793,10 @@ class SageMakerState:
     def delete_endpoint(self, body: Json) -> Json:
         endpoint = self._endpoint(body["EndpointName"])
         self._ensure_idle(endpoint)
+        if self.autoscaling is not None:
+            # Application Auto Scaling deregisters the endpoint's scalable targets itself (when the caller
+            # may deregister them), without notice.
+            self.autoscaling.forget_endpoint(endpoint.name)
         now = self.clock()
         endpoint.pending = Pending("delete", now, now + self.delays.delete)
         endpoint.status, endpoint.modified = "Deleting", now
@@ -646,10 +890,86 @@ class SageMakerState:
                     "endpointConfigName": e.config_name,
                     "failureReason": e.failure_reason,
                     "pending": None if e.pending is None else e.pending.kind,
+                    "variants": {
+                        v.name: {
+                            "desiredInstanceCount": v.desired_count,
+                            "currentInstanceCount": v.current_count,
+                        }
+                        for v in e.variants
+                    },
                 }
                 for e in sorted(self.endpoints.values(), key=lambda e: e.name)
             },
         }
+
+
+# The variant properties RetainAllVariantProperties keeps (DataCaptureConfig is not emulated).
+RETAINABLE = frozenset({"DesiredInstanceCount", "DesiredWeight"})
+
+
+def _retained_properties(body: Json) -> frozenset[str]:
+    if not body.get("RetainAllVariantProperties"):
+        return frozenset()
+    excluded = {item["VariantPropertyType"] for item in body.get("ExcludeRetainedVariantProperties") or []}
+    return RETAINABLE - excluded
+
+
+def _fraction(size: Json, instances: int) -> float:
+    """A CapacitySize as a share of the variant's fleet."""
+    if size["Type"] == "CAPACITY_PERCENT":
+        return float(size["Value"]) / 100.0
+    return float(size["Value"]) / max(instances, 1)
+
+
+def _steps(fraction: float) -> list[float]:
+    """The shares of traffic on the new fleet after each step of ``fraction``."""
+    count = math.ceil(round(1.0 / fraction, 9))
+    return [min(1.0, round(step * fraction, 9)) for step in range(1, count + 1)]
+
+
+def _check_size(size: Json | None, member: str, low: float, high: float, instances: int) -> None:
+    if size is None:
+        return
+    if size["Type"] == "CAPACITY_PERCENT" and size["Value"] > 100:
+        raise validation(f"{member}: a CAPACITY_PERCENT value is at most 100 (got {size['Value']}).")
+    share = _fraction(size, instances)
+    if not low <= share <= high:
+        raise validation(
+            f"{member} must be {round(low * 100)}-{round(high * 100)}% of the variant's total instance count "
+            f"({instances}); got {size['Value']} ({size['Type']})."
+        )
+
+
+def _check_deployment(deployment: Json, endpoint: Endpoint, variants: list[Json], instances: int) -> None:
+    """Deployment guardrails' documented rules (the texts are the emulator's own)."""
+    blue_green = deployment.get("BlueGreenUpdatePolicy")
+    rolling = deployment.get("RollingUpdatePolicy")
+    if blue_green and rolling:
+        raise validation(
+            "A DeploymentConfig takes a BlueGreenUpdatePolicy or a RollingUpdatePolicy, not both."
+        )
+    before = sorted(v.name for v in endpoint.variants)
+    after = sorted(v["VariantName"] for v in variants)
+    if before and before != after:
+        raise validation(
+            "A blue/green or rolling deployment needs the new endpoint configuration to keep the variant "
+            f"names of the current one ({', '.join(before)}); got {', '.join(after)}."
+        )
+    if blue_green:
+        routing = blue_green["TrafficRoutingConfiguration"]
+        kind = routing["Type"]
+        for needed, member in (("CANARY", "CanarySize"), ("LINEAR", "LinearStepSize")):
+            if kind == needed and not routing.get(member):
+                raise validation(f"TrafficRoutingConfiguration.{member} is required when Type is {needed}.")
+        if kind == "CANARY":
+            _check_size(routing["CanarySize"], "CanarySize", 0.0, 0.5, instances)
+        if kind == "LINEAR":
+            _check_size(routing["LinearStepSize"], "LinearStepSize", 0.1, 0.5, instances)
+    if rolling:
+        if len(variants) > 1:
+            raise validation("Rolling deployments are not supported for endpoints with several variants.")
+        _check_size(rolling["MaximumBatchSize"], "MaximumBatchSize", 0.05, 0.5, instances)
+        _check_size(rolling.get("RollbackMaximumBatchSize"), "RollbackMaximumBatchSize", 0.0, 1.0, instances)
 
 
 def operation_method(operation: str) -> str:
