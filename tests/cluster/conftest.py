@@ -100,10 +100,11 @@ def apply_crd(kubectl: Kubectl, plane: ControlPlane) -> str:
     output = kubectl("apply", "--server-side", "-f", str(CRDS)).stdout
     kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
     wait_for_openapi(plane)
-    # kubectl's discovery cache was written by the commands above, before the new resource was served;
-    # `kubectl get` refreshes it on a miss but `kubectl explain` does not. `kubectl api-resources` does
-    # (as a user would run it after installing a CRD).
-    kubectl("api-resources", f"--api-group={api.GROUP}")
+    # kubectl's caches were filled by the commands above, before the CRD was served: `kubectl explain`
+    # then failed in about 1 run of 3 with "couldn't find resource", its -v=9 log showing the /openapi/v3
+    # index answered from its HTTP cache (X-From-Cache: 1) as it was before the CRD (kubectl 1.32; a
+    # second explain, or an empty cache, works). Start the next commands with an empty cache.
+    shutil.rmtree(kubectl.cache, ignore_errors=True)
     return output
 
 

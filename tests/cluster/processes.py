@@ -17,6 +17,8 @@ from typing import Any
 
 import boto3
 
+from mce_operator.testkit.controlplane import die_with_parent
+
 BIN = Path(sys.executable).parent
 REGION = "us-east-1"
 AWS = {
@@ -40,6 +42,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # a killed test run leaves no operator or emulator behind
             )
 
     def stop(self, timeout: float = 20) -> None:

@@ -43,7 +43,14 @@ import yaml
 
 from mce_operator.testkit.client import KubeApiError, KubeClient
 
-__all__ = ["BINARIES_ENV", "ControlPlane", "ControlPlaneError", "binaries_dir", "missing_binaries"]
+__all__ = [
+    "BINARIES_ENV",
+    "ControlPlane",
+    "ControlPlaneError",
+    "binaries_dir",
+    "die_with_parent",
+    "missing_binaries",
+]
 
 BINARIES_ENV = "MCE_CONTROLPLANE_DIR"
 BINARIES = ("etcd", "kube-apiserver")
@@ -74,7 +81,7 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child before exec: when the Python process dies, even by SIGKILL (a killed pytest, a
     # closed terminal), the kernel kills etcd and kube-apiserver too, so no stray process holds a port.
     # PR_SET_PDEATHSIG follows the creating thread: start control planes from a long-lived thread.
@@ -121,7 +128,7 @@ class _Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us, and we stop them in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def running(self) -> bool:
