@@ -216,6 +216,306 @@ class Container(_Model):
         return self
 
 
+class CapacityUnit(StrEnum):
+    INSTANCE_COUNT = "InstanceCount"
+    CAPACITY_PERCENT = "CapacityPercent"
+
+
+class TrafficRoutingType(StrEnum):
+    ALL_AT_ONCE = "AllAtOnce"
+    CANARY = "Canary"
+    LINEAR = "Linear"
+
+
+# SageMaker's names for the enums above (DeploymentConfig's CapacitySize.Type, TrafficRoutingConfig.Type).
+SAGEMAKER_NAMES = {
+    CapacityUnit.INSTANCE_COUNT: "INSTANCE_COUNT",
+    CapacityUnit.CAPACITY_PERCENT: "CAPACITY_PERCENT",
+    TrafficRoutingType.ALL_AT_ONCE: "ALL_AT_ONCE",
+    TrafficRoutingType.CANARY: "CANARY",
+    TrafficRoutingType.LINEAR: "LINEAR",
+}
+
+MAX_WAIT_SECONDS = 3600
+MIN_EXECUTION_TIMEOUT = 600
+MAX_EXECUTION_TIMEOUT = 28800
+MAX_ALARMS = 10
+MAX_ALARM_NAME = 255
+# CloudWatch alarm names (SageMaker's AlarmName: ``(?!\s*$).+``, not blank, no line break). RE2, which the
+# apiserver uses, has no lookahead: the same language, spelled without it.
+ALARM_NAME_PATTERN = r"^[^\r\n]*\S[^\r\n]*$"
+ALARM_NAME_RULE = "must not be blank or contain line breaks"
+MAX_CAPACITY = 1000
+MAX_COOLDOWN_SECONDS = 86400
+
+AlarmName = _rule(
+    "autoRollbackAlarms[]",
+    _matches(ALARM_NAME_PATTERN),
+    ALARM_NAME_RULE,
+    pattern=ALARM_NAME_PATTERN,
+    max_length=MAX_ALARM_NAME,
+)
+
+
+def _percent_rule(path: str, low: int, high: int, what: str) -> Any:
+    """The documented share of the fleet a batch may be, for a CapacityPercent size (an InstanceCount
+    size is checked by SageMaker against the live fleet)."""
+    return {
+        "rule": f"!has(self.{path}) || self.{path}.type != 'CapacityPercent' || "
+        f"(self.{path}.value >= {low} && self.{path}.value <= {high})",
+        "message": f"{path}: {what} must be {low}-{high}% of the fleet (SageMaker's limit)",
+        "fieldPath": f".{path}",
+    }
+
+
+class CapacitySize(_Model):
+    """A batch of the fleet: a number of instances, or a percentage of the variant's instances
+    (SageMaker's CapacitySize)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'CapacityPercent' || self.value <= 100",
+                    "message": "a CapacityPercent value must be at most 100",
+                    "fieldPath": ".value",
+                }
+            ]
+        }
+    )
+
+    type: CapacityUnit = Field(description="InstanceCount or CapacityPercent.")
+    value: int = Field(
+        ge=1,
+        le=MAX_CAPACITY,
+        strict=True,
+        description="How many instances, or which percentage of the fleet (1-100).",
+    )
+
+    @model_validator(mode="after")
+    def _percent(self) -> CapacitySize:
+        if self.type is CapacityUnit.CAPACITY_PERCENT and self.value > 100:
+            raise ValueError(f"a CapacityPercent value must be at most 100 (got {self.value})")
+        return self
+
+
+def _check_percent(size: CapacitySize | None, path: str, low: int, high: int, what: str) -> None:
+    if size is not None and size.type is CapacityUnit.CAPACITY_PERCENT and not low <= size.value <= high:
+        raise ValueError(f"{path}: {what} must be {low}-{high}% of the fleet (got {size.value}%)")
+
+
+class TrafficRouting(_Model):
+    """How traffic moves from the old fleet to the new one (SageMaker's TrafficRoutingConfig)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(self.type == 'Canary') == has(self.canarySize)",
+                    "message": "canarySize is required when type is Canary, and only then",
+                    "fieldPath": ".canarySize",
+                },
+                {
+                    "rule": "(self.type == 'Linear') == has(self.linearStepSize)",
+                    "message": "linearStepSize is required when type is Linear, and only then",
+                    "fieldPath": ".linearStepSize",
+                },
+                _percent_rule("canarySize", 1, 50, "the canary"),
+                _percent_rule("linearStepSize", 10, 50, "each step"),
+            ]
+        }
+    )
+
+    type: TrafficRoutingType = Field(
+        description="AllAtOnce: all traffic moves in one step. Canary: canarySize first, then the rest. "
+        "Linear: linearStepSize at each step. Each step is followed by a baking period of "
+        "waitIntervalInSeconds, during which an alarm of autoRollbackAlarms rolls the update back.",
+    )
+    wait_interval_in_seconds: int = Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        strict=True,
+        description=f"The baking period after each traffic step, 0 to {MAX_WAIT_SECONDS} s.",
+    )
+    canary_size: CapacitySize | None = Field(
+        default=None, description="Canary only: the first step, at most 50% of the fleet."
+    )
+    linear_step_size: CapacitySize | None = Field(
+        default=None, description="Linear only: each step, 10-50% of the fleet."
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> TrafficRouting:
+        for kind, size, name in (
+            (TrafficRoutingType.CANARY, self.canary_size, "canarySize"),
+            (TrafficRoutingType.LINEAR, self.linear_step_size, "linearStepSize"),
+        ):
+            if (self.type is kind) != (size is not None):
+                raise ValueError(f"{name} is required when type is {kind.value}, and only then")
+        _check_percent(self.canary_size, "canarySize", 1, 50, "the canary")
+        _check_percent(self.linear_step_size, "linearStepSize", 10, 50, "each step")
+        return self
+
+
+class BlueGreen(_Model):
+    """A blue/green deployment: a new fleet, traffic shifted to it, the old fleet removed at the end
+    (SageMaker's BlueGreenUpdatePolicy)."""
+
+    traffic_routing: TrafficRouting = Field(description="How traffic moves to the new fleet.")
+    termination_wait_in_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        strict=True,
+        description=f"How long the old fleet is kept after all traffic moved, 0 to {MAX_WAIT_SECONDS} s.",
+    )
+    maximum_execution_timeout_in_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXECUTION_TIMEOUT,
+        le=MAX_EXECUTION_TIMEOUT,
+        strict=True,
+        description=f"The whole deployment's time limit, {MIN_EXECUTION_TIMEOUT} to {MAX_EXECUTION_TIMEOUT} "
+        "s; longer than all its waits together.",
+    )
+
+
+class Rolling(_Model):
+    """A rolling deployment: the fleet replaced batch by batch (SageMaker's RollingUpdatePolicy)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _percent_rule("maximumBatchSize", 5, 50, "each batch"),
+            ]
+        }
+    )
+
+    maximum_batch_size: CapacitySize = Field(description="Each batch, 5-50% of the fleet.")
+    wait_interval_in_seconds: int = Field(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        strict=True,
+        description=f"The baking period after each batch, 0 to {MAX_WAIT_SECONDS} s.",
+    )
+    maximum_execution_timeout_in_seconds: int | None = Field(
+        default=None,
+        ge=MIN_EXECUTION_TIMEOUT,
+        le=MAX_EXECUTION_TIMEOUT,
+        strict=True,
+        description=f"The whole deployment's time limit, {MIN_EXECUTION_TIMEOUT} to "
+        f"{MAX_EXECUTION_TIMEOUT} s.",
+    )
+    rollback_maximum_batch_size: CapacitySize | None = Field(
+        default=None, description="Each batch of a rollback (default: the whole fleet at once)."
+    )
+
+    @model_validator(mode="after")
+    def _batch(self) -> Rolling:
+        _check_percent(self.maximum_batch_size, "maximumBatchSize", 5, 50, "each batch")
+        return self
+
+
+class Deployment(_Model):
+    """How SageMaker moves the endpoint to a new endpoint config (deployment guardrails). Sent with every
+    UpdateEndpoint; without it SageMaker shifts all traffic at once with no baking period."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.blueGreen) && has(self.rolling))",
+                    "message": "blueGreen and rolling are alternatives: give one of them",
+                    "fieldPath": ".rolling",
+                }
+            ]
+        }
+    )
+
+    blue_green: BlueGreen | None = Field(default=None, description="A blue/green deployment.")
+    rolling: Rolling | None = Field(default=None, description="A rolling deployment.")
+    auto_rollback_alarms: list[AlarmName] = Field(  # type: ignore[valid-type]
+        default_factory=list,
+        max_length=MAX_ALARMS,
+        description=f"Up to {MAX_ALARMS} CloudWatch alarm names: if one is in ALARM during a baking period, "
+        "SageMaker sends all traffic back to the old fleet. The object then shows Degraded "
+        "(UpdateRolledBack) until its spec changes.",
+    )
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> Deployment:
+        if self.blue_green is not None and self.rolling is not None:
+            raise ValueError("blueGreen and rolling are alternatives: give one of them")
+        return self
+
+
+class TargetTracking(_Model):
+    """A target-tracking scaling policy on SageMaker's predefined metric
+    SageMakerVariantInvocationsPerInstance."""
+
+    invocations_per_instance: float = Field(
+        ge=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="The average number of invocations per instance per minute to keep the variant at "
+        "(at least 1).",
+    )
+    scale_in_cooldown_in_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COOLDOWN_SECONDS,
+        strict=True,
+        description=f"Seconds after a scale-in before the next one, 0 to {MAX_COOLDOWN_SECONDS} "
+        "(Application Auto Scaling's default: 300).",
+    )
+    scale_out_cooldown_in_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COOLDOWN_SECONDS,
+        strict=True,
+        description=f"Seconds after a scale-out before the next one, 0 to {MAX_COOLDOWN_SECONDS} "
+        "(Application Auto Scaling's default: 300).",
+    )
+    disable_scale_in: bool = Field(
+        default=False, strict=True, description="Never remove instances (scale out only)."
+    )
+
+
+class Autoscaling(_Model):
+    """Application Auto Scaling of the variant's instance count. The operator registers the variant as a
+    scalable target with this policy, keeps the live instance count through every update, and takes it
+    off before a change SageMaker does not allow while registered (a new instance type), then puts it
+    back."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minCapacity <= self.maxCapacity",
+                    "message": "minCapacity must be at most maxCapacity",
+                    "fieldPath": ".minCapacity",
+                }
+            ]
+        }
+    )
+
+    min_capacity: int = Field(
+        ge=1, le=MAX_CAPACITY, strict=True, description="The fewest instances autoscaling keeps (at least 1)."
+    )
+    max_capacity: int = Field(
+        ge=1, le=MAX_CAPACITY, strict=True, description="The most instances autoscaling adds."
+    )
+    target_tracking: TargetTracking = Field(description="The scaling policy.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(
+                f"minCapacity must be at most maxCapacity (minCapacity {self.min_capacity}, "
+                f"maxCapacity {self.max_capacity})"
+            )
+        return self
+
+
 class VpcConfig(_Model):
     """The VPC the containers run in (CreateModel.VpcConfig)."""
 
@@ -260,6 +560,12 @@ _SPEC_RULES: Any = [
         "message": "containers[].environment: the names and values of all containers' environment "
         f"variables together must be at most {ENVIRONMENT_TOTAL_LIMIT} characters (SageMaker's 32 KB limit)",
         "fieldPath": ".containers",
+    },
+    {
+        "rule": "!has(self.autoscaling) || (self.initialInstanceCount >= self.autoscaling.minCapacity && "
+        "self.initialInstanceCount <= self.autoscaling.maxCapacity)",
+        "message": "initialInstanceCount must be within autoscaling.minCapacity and autoscaling.maxCapacity",
+        "fieldPath": ".initialInstanceCount",
     },
     {
         "rule": "has(self.endpointName) == has(oldSelf.endpointName) && "
@@ -376,6 +682,17 @@ class MultiContainerEndpointSpec(_Model):
             "x-kubernetes-validations": _TAG_RULES,
         },
     )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Autoscale the instance count with Application Auto Scaling (minCapacity, maxCapacity, "
+        "a target-tracking policy). initialInstanceCount is then the count at creation only: every update "
+        "keeps the count autoscaling chose.",
+    )
+    deployment: Deployment | None = Field(
+        default=None,
+        description="Deployment guardrails for every update of the endpoint: blue/green (all at once, "
+        "canary, linear) or rolling, with alarms that roll it back.",
+    )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.DELETE,
         description="Delete: deleting this object deletes the endpoint, its model and config. "
@@ -407,6 +724,16 @@ class MultiContainerEndpointSpec(_Model):
                 f"containers[].environment: the names and values of all containers' environment variables "
                 f"together are {total} characters; at most {ENVIRONMENT_TOTAL_LIMIT} are allowed "
                 "(SageMaker's 32 KB limit)"
+            )
+        scaling = self.autoscaling
+        if (
+            scaling is not None
+            and not scaling.min_capacity <= self.initial_instance_count <= scaling.max_capacity
+        ):
+            raise ValueError(
+                f"initialInstanceCount ({self.initial_instance_count}) must be within "
+                f"autoscaling.minCapacity ({scaling.min_capacity}) and autoscaling.maxCapacity "
+                f"({scaling.max_capacity})"
             )
         if len(self.tags) > MAX_USER_TAGS:
             raise ValueError(f"tags: {len(self.tags)} tags given; at most {MAX_USER_TAGS} are allowed")
@@ -460,6 +787,14 @@ class LastDeployment(_Model):
     )
 
 
+class AutoscalingStatus(_Model):
+    """The scalable target registered for the variant, as last observed."""
+
+    min_capacity: int = Field(description="MinCapacity of the scalable target.")
+    max_capacity: int = Field(description="MaxCapacity of the scalable target.")
+    policies: list[str] = Field(default_factory=list, description="The names of its scaling policies.")
+
+
 class MultiContainerEndpointStatus(_Model):
     """What the operator observed and did."""
 
@@ -482,6 +817,18 @@ class MultiContainerEndpointStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
     last_deployment: LastDeployment | None = Field(
         default=None, description="The last endpoint deployment the operator started."
+    )
+    desired_instance_count: int | None = Field(
+        default=None,
+        description="The variant's DesiredInstanceCount, live (what autoscaling chose, if autoscaled).",
+    )
+    current_instance_count: int | None = Field(
+        default=None, description="The variant's CurrentInstanceCount, live."
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None,
+        description="The variant's scalable target in Application Auto Scaling, as last observed "
+        "(absent: not registered).",
     )
 
 

@@ -92,6 +92,21 @@ DIRECT_TWO = {
     "containers[1].containerHostname": "scorer",
 }
 
+SCALING = {"minCapacity": 1, "maxCapacity": 4, "targetTracking": {"invocationsPerInstance": 70}}
+CANARY = {
+    "blueGreen": {
+        "trafficRouting": {
+            "type": "Canary",
+            "waitIntervalInSeconds": 300,
+            "canarySize": {"type": "CapacityPercent", "value": 10},
+        }
+    },
+    "autoRollbackAlarms": ["fraud-prod-5xx"],
+}
+ROLLING = {
+    "rolling": {"maximumBatchSize": {"type": "CapacityPercent", "value": 25}, "waitIntervalInSeconds": 60}
+}
+
 INVALID = [
     # --- SageMaker names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62} ---------------------------------------------
     Invalid(
@@ -538,6 +553,197 @@ INVALID = [
         ("spec.containers", "must be unique"),
         ("containerHostname", "must be unique", "'x'"),
     ),
+    # --- autoscaling ------------------------------------------------------------------------------------
+    Invalid(
+        "autoscaling-min-above-max",
+        {"autoscaling": {**SCALING, "minCapacity": 3, "maxCapacity": 2}, "initialInstanceCount": 2},
+        ("spec.autoscaling.minCapacity", "minCapacity must be at most maxCapacity"),
+        ("spec.autoscaling", "minCapacity must be at most maxCapacity", "minCapacity 3"),
+    ),
+    Invalid(
+        "autoscaling-initial-count-below-min",
+        {"autoscaling": {**SCALING, "minCapacity": 2}},
+        ("spec.initialInstanceCount", "must be within autoscaling.minCapacity and autoscaling.maxCapacity"),
+        ("initialInstanceCount (1) must be within", "minCapacity (2)"),
+    ),
+    Invalid(
+        "autoscaling-initial-count-above-max",
+        {"autoscaling": SCALING, "initialInstanceCount": 5},
+        ("spec.initialInstanceCount", "must be within autoscaling.minCapacity and autoscaling.maxCapacity"),
+        ("initialInstanceCount (5) must be within", "maxCapacity (4)"),
+    ),
+    Invalid(
+        "autoscaling-min-0",
+        {"autoscaling": {**SCALING, "minCapacity": 0}},
+        ("spec.autoscaling.minCapacity", "greater than or equal to 1"),
+        ("spec.autoscaling.minCapacity", "greater than or equal to 1"),
+    ),
+    Invalid(
+        "autoscaling-max-1001",
+        {"autoscaling": {**SCALING, "maxCapacity": 1001}},
+        ("spec.autoscaling.maxCapacity", "less than or equal to 1000"),
+        ("spec.autoscaling.maxCapacity", "less than or equal to 1000"),
+    ),
+    Invalid(
+        "autoscaling-without-policy",
+        {"autoscaling": {"minCapacity": 1, "maxCapacity": 2}},
+        ("spec.autoscaling.targetTracking", "Required value"),
+        ("spec.autoscaling.targetTracking", "is required"),
+    ),
+    Invalid(
+        "autoscaling-target-below-1",
+        {"autoscaling": {**SCALING, "targetTracking": {"invocationsPerInstance": 0.5}}},
+        ("spec.autoscaling.targetTracking.invocationsPerInstance", "greater than or equal to 1"),
+        ("spec.autoscaling.targetTracking.invocationsPerInstance", "greater than or equal to 1"),
+    ),
+    Invalid(
+        "autoscaling-target-string",
+        {"autoscaling": {**SCALING, "targetTracking": {"invocationsPerInstance": "70"}}},
+        ("spec.autoscaling.targetTracking.invocationsPerInstance", "must be of type number"),
+        ("spec.autoscaling.targetTracking.invocationsPerInstance", "valid number"),
+    ),
+    Invalid(
+        "autoscaling-cooldown-over-a-day",
+        {
+            "autoscaling": {
+                **SCALING,
+                "targetTracking": {"invocationsPerInstance": 70, "scaleInCooldownInSeconds": 86401},
+            }
+        },
+        ("spec.autoscaling.targetTracking.scaleInCooldownInSeconds", "less than or equal to 86400"),
+        ("spec.autoscaling.targetTracking.scaleInCooldownInSeconds", "less than or equal to 86400"),
+    ),
+    # --- deployment guardrails -----------------------------------------------------------------------------
+    Invalid(
+        "deployment-blue-green-and-rolling",
+        {"deployment": {**CANARY, **ROLLING}},
+        ("spec.deployment.rolling", "blueGreen and rolling are alternatives"),
+        ("spec.deployment", "blueGreen and rolling are alternatives"),
+    ),
+    Invalid(
+        "deployment-canary-without-size",
+        {"deployment": {"blueGreen": {"trafficRouting": {"type": "Canary", "waitIntervalInSeconds": 60}}}},
+        ("spec.deployment.blueGreen.trafficRouting.canarySize", "required when type is Canary"),
+        ("spec.deployment.blueGreen.trafficRouting", "canarySize is required when type is Canary"),
+    ),
+    Invalid(
+        "deployment-canary-size-on-all-at-once",
+        {
+            "deployment": {
+                "blueGreen": {
+                    "trafficRouting": {
+                        "type": "AllAtOnce",
+                        "waitIntervalInSeconds": 60,
+                        "canarySize": {"type": "InstanceCount", "value": 1},
+                    }
+                }
+            }
+        },
+        ("spec.deployment.blueGreen.trafficRouting.canarySize", "and only then"),
+        ("spec.deployment.blueGreen.trafficRouting", "canarySize is required when type is Canary, and only"),
+    ),
+    Invalid(
+        "deployment-linear-without-step",
+        {"deployment": {"blueGreen": {"trafficRouting": {"type": "Linear", "waitIntervalInSeconds": 60}}}},
+        ("spec.deployment.blueGreen.trafficRouting.linearStepSize", "required when type is Linear"),
+        ("spec.deployment.blueGreen.trafficRouting", "linearStepSize is required when type is Linear"),
+    ),
+    Invalid(
+        "deployment-canary-over-half",
+        {
+            "deployment": {
+                "blueGreen": {
+                    "trafficRouting": {
+                        **CANARY["blueGreen"]["trafficRouting"],
+                        "canarySize": {"type": "CapacityPercent", "value": 60},
+                    }
+                }
+            }
+        },
+        ("spec.deployment.blueGreen.trafficRouting.canarySize", "the canary must be 1-50% of the fleet"),
+        ("spec.deployment.blueGreen.trafficRouting", "the canary must be 1-50% of the fleet", "60%"),
+    ),
+    Invalid(
+        "deployment-linear-step-5-percent",
+        {
+            "deployment": {
+                "blueGreen": {
+                    "trafficRouting": {
+                        "type": "Linear",
+                        "waitIntervalInSeconds": 60,
+                        "linearStepSize": {"type": "CapacityPercent", "value": 5},
+                    }
+                }
+            }
+        },
+        ("spec.deployment.blueGreen.trafficRouting.linearStepSize", "each step must be 10-50% of the fleet"),
+        ("spec.deployment.blueGreen.trafficRouting", "each step must be 10-50% of the fleet"),
+    ),
+    Invalid(
+        "deployment-rolling-batch-60-percent",
+        {
+            "deployment": {
+                "rolling": {
+                    **ROLLING["rolling"],
+                    "maximumBatchSize": {"type": "CapacityPercent", "value": 60},
+                }
+            }
+        },
+        ("spec.deployment.rolling.maximumBatchSize", "each batch must be 5-50% of the fleet"),
+        ("spec.deployment.rolling", "each batch must be 5-50% of the fleet"),
+    ),
+    Invalid(
+        "deployment-percent-over-100",
+        {
+            "deployment": {
+                "rolling": {
+                    **ROLLING["rolling"],
+                    "rollbackMaximumBatchSize": {"type": "CapacityPercent", "value": 150},
+                }
+            }
+        },
+        (
+            "spec.deployment.rolling.rollbackMaximumBatchSize.value",
+            "a CapacityPercent value must be at most 100",
+        ),
+        ("spec.deployment.rolling.rollbackMaximumBatchSize", "a CapacityPercent value must be at most 100"),
+    ),
+    Invalid(
+        "deployment-unknown-routing-type",
+        {"deployment": {"blueGreen": {"trafficRouting": {"type": "BlueGreen", "waitIntervalInSeconds": 60}}}},
+        ("spec.deployment.blueGreen.trafficRouting.type", "Unsupported value", "AllAtOnce"),
+        ("spec.deployment.blueGreen.trafficRouting.type", "AllAtOnce", "Canary", "Linear"),
+    ),
+    Invalid(
+        "deployment-wait-over-an-hour",
+        {"deployment": {"rolling": {**ROLLING["rolling"], "waitIntervalInSeconds": 3601}}},
+        ("spec.deployment.rolling.waitIntervalInSeconds", "less than or equal to 3600"),
+        ("spec.deployment.rolling.waitIntervalInSeconds", "less than or equal to 3600"),
+    ),
+    Invalid(
+        "deployment-timeout-under-600",
+        {"deployment": {"blueGreen": {**CANARY["blueGreen"], "maximumExecutionTimeoutInSeconds": 599}}},
+        ("spec.deployment.blueGreen.maximumExecutionTimeoutInSeconds", "greater than or equal to 600"),
+        ("spec.deployment.blueGreen.maximumExecutionTimeoutInSeconds", "greater than or equal to 600"),
+    ),
+    Invalid(
+        "deployment-11-alarms",
+        {"deployment": {**CANARY, "autoRollbackAlarms": [f"alarm-{i}" for i in range(11)]}},
+        ("spec.deployment.autoRollbackAlarms", "must have at most 10 items"),
+        ("spec.deployment.autoRollbackAlarms", "at most 10"),
+    ),
+    Invalid(
+        "deployment-blank-alarm",
+        {"deployment": {**CANARY, "autoRollbackAlarms": ["   "]}},
+        ("spec.deployment.autoRollbackAlarms[0]", "should match"),
+        ("spec.deployment.autoRollbackAlarms[0]", "must not be blank"),
+    ),
+    Invalid(
+        "deployment-alarm-256-chars",
+        {"deployment": {**CANARY, "autoRollbackAlarms": ["a" * 256]}},
+        ("spec.deployment.autoRollbackAlarms[0]", "Too long"),
+        ("spec.deployment.autoRollbackAlarms[0]", "at most 255"),
+    ),
     # --- unknown fields (kubectl's strict field validation; the apiserver would prune them) ----------------
     Invalid(
         "unknown-field-typo",
@@ -723,6 +929,61 @@ VALID: dict[str, dict[str, Any]] = {
         "containers[0].imageConfig": {"repositoryAccessMode": "Vpc"},
     },
     "retain": {"deletionPolicy": "Retain"},
+    "autoscaling-full": {
+        "initialInstanceCount": 2,
+        "autoscaling": {
+            "minCapacity": 2,
+            "maxCapacity": 1000,
+            "targetTracking": {
+                "invocationsPerInstance": 12.5,
+                "scaleInCooldownInSeconds": 600,
+                "scaleOutCooldownInSeconds": 0,
+                "disableScaleIn": True,
+            },
+        },
+    },
+    "autoscaling-one-instance": {"autoscaling": {**SCALING, "maxCapacity": 1}},
+    "deployment-canary-with-alarms": {
+        "deployment": {
+            **CANARY,
+            "blueGreen": {
+                **CANARY["blueGreen"],
+                "terminationWaitInSeconds": 3600,
+                "maximumExecutionTimeoutInSeconds": 28800,
+            },
+            "autoRollbackAlarms": [f"alarm {i}" for i in range(10)],
+        }
+    },
+    "deployment-linear-instance-count": {
+        "initialInstanceCount": 10,
+        "deployment": {
+            "blueGreen": {
+                "trafficRouting": {
+                    "type": "Linear",
+                    "waitIntervalInSeconds": 0,
+                    "linearStepSize": {"type": "InstanceCount", "value": 2},
+                }
+            }
+        },
+    },
+    "deployment-all-at-once-alarm-255": {
+        "deployment": {
+            "blueGreen": {"trafficRouting": {"type": "AllAtOnce", "waitIntervalInSeconds": 600}},
+            "autoRollbackAlarms": ["a" * 255],
+        }
+    },
+    "deployment-rolling-with-rollback-batch": {
+        "deployment": {
+            "rolling": {
+                **ROLLING["rolling"],
+                "maximumBatchSize": {"type": "CapacityPercent", "value": 5},
+                "rollbackMaximumBatchSize": {"type": "CapacityPercent", "value": 100},
+                "maximumExecutionTimeoutInSeconds": 600,
+            }
+        }
+    },
+    "deployment-alarms-only": {"deployment": {"autoRollbackAlarms": ["errors"]}},
+    "autoscaling-and-canary": {"autoscaling": SCALING, "deployment": CANARY},
     "null-optional-field": {"endpointName": None},
 }
 
