@@ -1,4 +1,4 @@
-"""The one table that says what a SageMaker error means for the reconciler.
+"""The one table that says what a SageMaker (or Application Auto Scaling) error means for the reconciler.
 
 - TERMINAL: retrying at once cannot help (SageMaker rejected the request, or the operator may not do
   it). The object goes Degraded. A rejected spec is not retried until the spec changes; access and
@@ -58,6 +58,13 @@ TABLE: tuple[Rule, ...] = (
     Rule("InternalFailure", "", ErrorKind.RETRY, "SageMakerUnavailable"),
     Rule("ServiceUnavailable", "", ErrorKind.RETRY, "SageMakerUnavailable"),
     Rule("ExpiredTokenException", "", ErrorKind.RETRY, "CredentialsExpired"),
+    # Application Auto Scaling's own codes (its ValidationException and AccessDeniedException are above).
+    Rule("ObjectNotFoundException", "", ErrorKind.NOT_FOUND, "NotFound"),
+    Rule("ConcurrentUpdateException", "", ErrorKind.RETRY, "ConcurrentUpdate"),
+    Rule("InternalServiceException", "", ErrorKind.RETRY, "AutoScalingUnavailable"),
+    Rule("LimitExceededException", "", ErrorKind.TERMINAL, "QuotaExceeded"),
+    # It cannot read the resource or the alarms it needs: a permission outside the spec.
+    Rule("FailedResourceAccessException", "", ErrorKind.TERMINAL, "AccessDenied"),
     # botocore's own errors, raised before any request is sent (the code is the exception's name).
     Rule("NoCredentialsError", "", ErrorKind.TERMINAL, "AccessDenied"),
     Rule("NoRegionError", "", ErrorKind.TERMINAL, "Misconfigured"),

@@ -37,6 +37,7 @@ from typing import Any, cast
 import kopf
 
 from mce_operator import api, core, metrics, naming
+from mce_operator.autoscaling import AutoScaling
 from mce_operator.errors import ErrorKind
 from mce_operator.kube import Kube, KubeError
 from mce_operator.sagemaker import SageMaker, SageMakerError
@@ -105,6 +106,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     if not hasattr(memo, "sagemaker"):
         memo.sagemaker = SageMaker()
+    if not hasattr(memo, "autoscaling"):
+        memo.autoscaling = AutoScaling.like(memo.sagemaker)
 
 
 @kopf.on.login()
@@ -163,6 +166,8 @@ def _status(
     container_count: int | None,
     last_deployment: api.LastDeployment | None,
 ) -> dict[str, Any]:
+    # Not exclude_none below: status is merge-patched, and only an explicit null removes an old field.
+    scaled = report.autoscaling.model_dump(by_alias=True) if report.autoscaling is not None else None
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "endpointName": report.endpoint_name or None,
@@ -172,6 +177,9 @@ def _status(
         "endpointConfigName": report.endpoint_config_name or None,
         "failureReason": report.failure_reason,
         "containerCount": container_count,
+        "desiredInstanceCount": report.desired_instance_count,
+        "currentInstanceCount": report.current_instance_count,
+        "autoscaling": scaled,
         "conditions": _conditions(list(current.get("conditions") or []), report, generation),
     }
     if last_deployment is not None:
@@ -261,6 +269,7 @@ class _Look:
         self.timing = self.config.timing
         self.kube: Kube = memo.kube
         self.sagemaker: SageMaker = memo.sagemaker
+        self.autoscaling: AutoScaling = memo.autoscaling
         body_status = obj.get("status")
         self.actual: Mapping[str, Any] = body_status if isinstance(body_status, Mapping) else {}
         self.status: dict[str, Any] = {**self.actual, **self.state.written_status}
@@ -299,6 +308,11 @@ class _Look:
             ready=core.Cond(False, reason, message),
             progressing=core.NOT_PROGRESSING,
             degraded=core.Cond(True, reason, message),
+            # What was last observed stays: the scalable target's record is what brings a later look to
+            # it, should autoscaling leave the spec meanwhile.
+            desired_instance_count=status.get("desiredInstanceCount"),
+            current_instance_count=status.get("currentInstanceCount"),
+            autoscaling=core.memory_of(status, self.identity.generation).autoscaling,
         )
         count = desired.container_count if desired else status.get("containerCount")
         last = status.get("lastDeployment")
@@ -344,16 +358,15 @@ def _arn_region(arn: str) -> str | None:
     return parts[3] or None if len(parts) >= 6 and parts[0] == "arn" else None
 
 
-def _act(
-    obj: Mapping[str, Any], sagemaker: SageMaker, desired: core.Desired, decision: core.Decision, logger: Log
-) -> SageMakerError | None:
+def _act(look: _Look, desired: core.Desired, decision: core.Decision) -> SageMakerError | None:
+    """Each action in order, by the adapter of its service; stops at the first failure. One Event each."""
+    obj, logger = look.obj, look.logger
     for action in decision.actions:
+        adapter = look.autoscaling if action.service == core.AUTOSCALING else look.sagemaker
         try:
-            sagemaker.execute(desired.region, action)
+            adapter.execute(desired.region, action)
         except SageMakerError as error:
-            logger.warning(
-                f"SageMaker {action.operation} {action.name} failed: {error.code}: {error.message}"
-            )
+            logger.warning(f"{action.operation} {action.name} failed: {error.code}: {error.message}")
             _post(
                 obj,
                 warning=True,
@@ -412,6 +425,9 @@ def _look_locked(look: _Look) -> float:
     memory = core.memory_of(status, identity.generation)
     try:
         observed = look.sagemaker.observe(desired)
+        observed = look.autoscaling.observe(
+            desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
+        )
     except SageMakerError as error:
         look.logger.warning(f"Could not read SageMaker's state: {error}")
         if error.kind is not ErrorKind.TERMINAL:
@@ -426,7 +442,7 @@ def _look_locked(look: _Look) -> float:
     decision = core.reconcile(desired, observed, memory, timing)
     if decision.actions and not _ensure_finalizer(look):
         return KUBE_RETRY
-    failure = _act(look.obj, look.sagemaker, desired, decision, look.logger)
+    failure = _act(look, desired, decision)
     report, last_deployment = decision.report, memory.last_deployment
     delay = decision.requeue_after
     observed_status = observed.endpoint.status if observed.endpoint else None
@@ -647,8 +663,12 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         desired = _deletion_target(obj, look.sagemaker)
         if desired is None:
             return _release(look, "Deleted: nothing had been created in SageMaker for this object")
+        remembered = core.memory_of(look.status, look.identity.generation).autoscaling is not None
         try:
             observed = look.sagemaker.observe(desired, deleting=True)
+            observed = look.autoscaling.observe(
+                desired, observed, remembered=remembered, sagemaker=look.sagemaker
+            )
         except SageMakerError as error:
             delay = timing.busy if error.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"Cannot read SageMaker's state to delete {desired.endpoint_name}: {error}."
@@ -657,7 +677,7 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         for note in decision.notes:
             logger.info(note)
             _post(obj, reason="Retained", message=note)
-        failure = _act(obj, look.sagemaker, desired, decision, logger)
+        failure = _act(look, desired, decision)
         if failure is not None:
             delay = timing.busy if failure.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"SageMaker refused {failure.operation} {failure.name}: {failure}."
@@ -699,6 +719,7 @@ def operator(
     sagemaker: SageMaker,
     config: OperatorConfig,
     kube: Kube | None = None,
+    autoscaling: AutoScaling | None = None,
     namespaces: list[str] | None = None,
     stop_flag: Any = None,
     ready_flag: Any = None,
@@ -716,7 +737,9 @@ def operator(
             else kube_adapter.configuration_from_environment()
         )
         kube = Kube(configuration)
-    memo = kopf.Memo(sagemaker=sagemaker, config=config, kube=kube)
+    # Application Auto Scaling with SageMaker's settings and credentials unless given.
+    autoscaling = autoscaling or AutoScaling.like(sagemaker)
+    memo = kopf.Memo(sagemaker=sagemaker, autoscaling=autoscaling, config=config, kube=kube)
     return kopf.operator(
         memo=memo,
         namespaces=namespaces or [],

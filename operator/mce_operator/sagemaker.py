@@ -22,7 +22,7 @@ import botocore.config
 import botocore.exceptions
 
 from mce_operator import metrics, naming
-from mce_operator.core import BUSY, Action, Desired, Observed, ObservedEndpoint, Tagged
+from mce_operator.core import BUSY, Action, Desired, Observed, ObservedEndpoint, ObservedVariant, Tagged
 from mce_operator.errors import ErrorKind, Rule, classify
 
 
@@ -105,6 +105,31 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 def _method(operation: str) -> str:
     return _CAMEL.sub("_", operation).lower()
+
+
+def _variants(described: Mapping[str, Any]) -> tuple[ObservedVariant, ...]:
+    return tuple(
+        ObservedVariant(
+            name=str(variant["VariantName"]),
+            desired_instance_count=variant.get("DesiredInstanceCount"),
+            current_instance_count=variant.get("CurrentInstanceCount"),
+        )
+        for variant in described.get("ProductionVariants") or []
+    )
+
+
+def _deployment_phase(described: Mapping[str, Any]) -> str:
+    """What a deployment in progress is doing, from its new fleet's VariantStatus (blue/green, rolling)."""
+    pending = described.get("PendingDeploymentSummary") or {}
+    phases = [
+        f"{status.get('Status')}: {status.get('StatusMessage')}"
+        if status.get("StatusMessage")
+        else status["Status"]
+        for variant in pending.get("ProductionVariants") or []
+        for status in variant.get("VariantStatus") or []
+        if status.get("Status")
+    ]
+    return "; ".join(phases)
 
 
 class SageMaker:
@@ -236,6 +261,8 @@ class SageMaker:
                     config_name=described.get("EndpointConfigName", ""),
                     failure_reason=described.get("FailureReason", "") or "",
                     tags=tags,
+                    variants=_variants(described),
+                    deployment_phase=_deployment_phase(described),
                 )
         identity = desired.identity
         owned = endpoint is not None and naming.names_owner(
@@ -277,6 +304,21 @@ class SageMaker:
                 str(variant.get("ModelName", "")).lower() for variant in page.get("ProductionVariants", [])
             }
         return served
+
+    def variant_instance_types(self, region: str | None, config: str) -> dict[str, str] | None:
+        """The instance type of each production variant of an endpoint config; None if it is gone."""
+        try:
+            page = self._call(
+                self.client(region), "DescribeEndpointConfig", config, EndpointConfigName=config
+            )
+        except SageMakerError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                return None
+            raise
+        return {
+            str(variant["VariantName"]): str(variant.get("InstanceType", ""))
+            for variant in page.get("ProductionVariants", [])
+        }
 
     # --- acting ---------------------------------------------------------------------------------
 

@@ -47,6 +47,57 @@ def test_yaml_for_each_object_with_names_tags_and_requests() -> None:
     assert fraud["requests"]["CreateEndpointConfig"]["ProductionVariants"][0]["InitialInstanceCount"] == 2
 
 
+def test_an_autoscaled_guarded_object_renders_its_update_and_autoscaling_requests(tmp_path: Path) -> None:
+    manifest = yaml.safe_load((EXAMPLES / "serial.yaml").read_text())
+    manifest["spec"]["autoscaling"] = {
+        "minCapacity": 1,
+        "maxCapacity": 4,
+        "targetTracking": {"invocationsPerInstance": 70, "scaleInCooldownInSeconds": 600},
+    }
+    manifest["spec"]["deployment"] = {
+        "rolling": {
+            "maximumBatchSize": {"type": "CapacityPercent", "value": 25},
+            "waitIntervalInSeconds": 60,
+        },
+        "autoRollbackAlarms": ["churn-5xx"],
+    }
+    path = tmp_path / "scaled.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    run = kubectl_mce("render", "-f", str(path), "-o", "json")
+    assert run.code == 0, run.err
+    requests = json.loads(run.out)["requests"]
+    assert list(requests) == [
+        "CreateModel",
+        "CreateEndpointConfig",
+        "CreateEndpoint",
+        "UpdateEndpoint",
+        "RegisterScalableTarget",
+        "PutScalingPolicy",
+    ]
+    assert requests["UpdateEndpoint"]["RetainAllVariantProperties"] is True
+    assert requests["UpdateEndpoint"]["DeploymentConfig"] == {
+        "RollingUpdatePolicy": {
+            "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            "WaitIntervalInSeconds": 60,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "churn-5xx"}]},
+    }
+    resource = "endpoint/ml-churn/variant/AllTraffic"
+    assert requests["RegisterScalableTarget"] == {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": resource,
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 4,
+    }
+    assert requests["PutScalingPolicy"]["TargetTrackingScalingPolicyConfiguration"] == {
+        "TargetValue": 70.0,
+        "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+        "DisableScaleIn": False,
+        "ScaleInCooldown": 600,
+    }
+
+
 def test_the_uid_changes_tags_not_names() -> None:
     path = str(EXAMPLES / "serial.yaml")
     first = json.loads(kubectl_mce("render", "-f", path, "-o", "json", "--uid", "u-1").out)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mce_operator import core, naming
-from mce_operator.api import LastDeployment, parse_spec
+from mce_operator.api import AutoscalingStatus, LastDeployment, parse_spec
 
 TABLE = yaml.safe_load((Path(__file__).with_name("scenarios.yaml")).read_text())
 TIMING = core.Timing(busy=10.0, steady=300.0)
@@ -65,6 +65,7 @@ class Resolver:
             "endpoint": desired.endpoint_name,
             "desiredModel": desired.model_name,
             "desiredConfig": desired.config_name,
+            "resource": core.resource_id(desired.endpoint_name, desired.variant_name),
         }
 
     def _named(self, kind: str, spec: str) -> str:
@@ -110,6 +111,11 @@ def _observed(row: Mapping[str, Any], resolve: Resolver, spec_tags: Mapping[str,
             config_name=endpoint["config"],
             failure_reason=endpoint.get("failureReason", ""),
             tags=_tags(endpoint, spec_tags),
+            variants=tuple(
+                core.ObservedVariant(v["name"], v.get("desired"), v.get("current"))
+                for v in endpoint.get("variants", [])
+            ),
+            deployment_phase=endpoint.get("phase", ""),
         )
 
     def tagged(kind: str, entries: list[Mapping[str, Any]]) -> list[core.Tagged]:
@@ -118,11 +124,34 @@ def _observed(row: Mapping[str, Any], resolve: Resolver, spec_tags: Mapping[str,
             for e in entries
         ]
 
+    scaling = given.get("scaling")
     return core.Observed(
         endpoint=observed_endpoint,
         models=tagged("model", given.get("models", [])),
         configs=tagged("endpoint-config", given.get("configs", [])),
         served=frozenset(name.lower() for name in given.get("served", [])),
+        scaling=None if scaling is None else tuple(_target(t, resolve) for t in scaling),
+        serving_instance_types=given.get("servingInstanceTypes"),
+    )
+
+
+def _target(entry: Mapping[str, Any], resolve: Resolver) -> core.ScalableTarget:
+    """``{variant, min, max, policies}``; a policy given by name only has the configuration the row's
+    spec asks for, one given as ``{name: {...}}`` that configuration."""
+    desired = resolve.desired.autoscaling
+    policies: dict[str, Any] = {}
+    for policy in entry.get("policies", []):
+        if isinstance(policy, str):
+            assert desired is not None, "a policy by name needs a spec with autoscaling"
+            policies[policy] = dict(desired.policy)
+        else:
+            policies.update(policy)
+    return core.ScalableTarget(
+        variant=entry["variant"],
+        resource_id=core.resource_id(resolve("$endpoint"), entry["variant"]),
+        min_capacity=entry["min"],
+        max_capacity=entry["max"],
+        policies=policies,
     )
 
 
@@ -140,6 +169,9 @@ def _memory(given: Mapping[str, Any] | None) -> core.Memory:
         else None,
         terminal_failure=terminal.get("message"),
         terminal_reason=terminal.get("reason"),
+        autoscaling=AutoscalingStatus.model_validate(given["autoscaling"])
+        if given.get("autoscaling")
+        else None,
     )
 
 
@@ -162,6 +194,8 @@ def _subset(expected: Any, actual: Any) -> bool:
 
 
 def _expected_action(item: str | list[Any]) -> tuple[str, str, dict[str, Any]]:
+    """``"Operation target"`` or ``[Operation, target, {params}]``; an Application Auto Scaling call's
+    target is its ResourceId (``$resource`` for the row's variant)."""
     if isinstance(item, str):
         operation, target = item.split()
         return operation, target, {}
@@ -193,6 +227,16 @@ def _check(row: Mapping[str, Any], decision: core.Decision, resolve: Resolver) -
     assert report.model_name == resolve("$desiredModel")
     assert report.endpoint_config_name == resolve("$desiredConfig")
     assert report.endpoint_name == resolve("$endpoint")
+
+    if "autoscaling" in expect:
+        scaled = expect["autoscaling"]
+        assert report.autoscaling == (None if scaled is None else AutoscalingStatus.model_validate(scaled))
+    if "instanceCounts" in expect:
+        assert [report.desired_instance_count, report.current_instance_count] == expect["instanceCounts"]
+    for action in decision.actions:
+        # Every Application Auto Scaling call goes to that service, every other one to SageMaker.
+        scaling = action.operation in AUTOSCALING_OPERATIONS
+        assert action.service == (core.AUTOSCALING if scaling else core.SAGEMAKER), action
 
     if "endpointStatus" in expect:
         assert report.endpoint_status == expect["endpointStatus"]
@@ -251,8 +295,43 @@ def _check_invariants(desired: core.Desired, observed: core.Observed, decision: 
         assert observed.endpoint is not None
         assert observed.endpoint.status == "InService"
         assert observed.endpoint.config_name == desired.config_name
+    _check_scaling_invariants(desired, observed, decision)
 
 
+def _check_scaling_invariants(
+    desired: core.Desired, observed: core.Observed, decision: core.Decision
+) -> None:
+    """Autoscaling and deployment guardrails, whatever the row says."""
+    operations = [action.operation for action in decision.actions]
+    deregistered = {a.name for a in decision.actions if a.operation == "DeregisterScalableTarget"}
+    for index, action in enumerate(decision.actions):
+        if action.operation == "UpdateEndpoint":
+            params = dict(action.params)
+            # Every update keeps an autoscaled variant's live count, and carries the spec's guardrails.
+            assert params.get("RetainAllVariantProperties", False) is (desired.autoscaling is not None)
+            assert params.get("DeploymentConfig") == (
+                dict(desired.deployment) if desired.deployment else None
+            )
+            types = observed.serving_instance_types or {}
+            for target in observed.scaling or ():
+                if (
+                    types.get(target.variant) != desired.instance_type
+                    or target.variant != desired.variant_name
+                ):
+                    # SageMaker refuses the update while such a variant is registered.
+                    assert target.resource_id in deregistered, f"{target.resource_id} still registered"
+                    assert operations.index("DeregisterScalableTarget") < index
+        if action.operation == "DeleteEndpoint":
+            for target in observed.scaling or ():
+                assert target.resource_id in deregistered, "DeleteEndpoint of an autoscaled endpoint"
+        if action.operation == "RegisterScalableTarget":
+            # Only on an endpoint in service, for the spec's variant.
+            assert observed.endpoint is not None and observed.endpoint.status == "InService"
+            assert desired.autoscaling is not None
+            assert action.name == core.resource_id(observed.endpoint.name, desired.variant_name)
+
+
+AUTOSCALING_OPERATIONS = {"RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy"}
 SCENARIOS = TABLE["scenarios"]
 
 

@@ -92,8 +92,9 @@ class Harness:
         self.kube = kube
         self.emulator = emulator
         self.sm = boto3.client("sagemaker", endpoint_url=emulator.url, **CREDENTIALS)
+        self.scaling = boto3.client("application-autoscaling", endpoint_url=emulator.url, **CREDENTIALS)
         self.operators: list[OperatorThread] = []
-        self.clients: list[Any] = [self.sm]
+        self.clients: list[Any] = [self.sm, self.scaling]
 
     # --- the operator -----------------------------------------------------------------------------
 

@@ -1,4 +1,6 @@
-"""Count the SageMaker calls of one endpoint's create -> update -> delete, from the emulator's call log.
+"""Count the SageMaker calls of one endpoint's create -> update -> delete, from the emulator's call log, and
+those of an autoscaled endpoint's create -> new model -> new instance type -> delete (with Application Auto
+Scaling's calls).
 
 The operator's loop (core + adapter, as the handlers run it) drives the emulator on a manual clock, so the
 counts are exact and repeatable: each wait advances the clock by the operator's busy interval instead of
@@ -15,6 +17,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler_kit import ENDPOINT, desired, is_mutating, make_harness, spec, with_scorer
 
@@ -204,10 +207,179 @@ def render(fast: Run, typical: Run) -> str:
     return "\n".join(lines)
 
 
+# --- An autoscaled lifecycle ---------------------------------------------------------------------------
+
+AUTOSCALED_PHASES = ("create", "new model", "new instance type", "delete")
+SCALING = {"minCapacity": 1, "maxCapacity": 4, "targetTracking": {"invocationsPerInstance": 70}}
+RESOURCE = f"endpoint/{ENDPOINT}/variant/AllTraffic"
+
+MINIMUM_AUTOSCALED: dict[str, tuple[int, str]] = {
+    "CreateModel": (2, "—"),
+    "CreateEndpointConfig": (3, "—"),
+    "CreateEndpoint": (1, "—"),
+    "UpdateEndpoint": (2, "—"),
+    "DeleteEndpointConfig": (3, "—"),
+    "DeleteModel": (2, "—"),
+    "DeleteEndpoint": (1, "—"),
+    "RegisterScalableTarget": (2, "—"),
+    "PutScalingPolicy": (2, "—"),
+    "DeregisterScalableTarget": (
+        1,
+        "The minimum deregisters only before the update that changes the instance type, which SageMaker "
+        "refuses while the variant is registered: DeleteEndpoint deregisters an endpoint's targets by "
+        "itself when the caller may. The operator deregisters before deleting too, so that a refusal is "
+        "its own Event and Degraded reason rather than a failed DeleteEndpoint.",
+    ),
+    "DescribeScalableTargets": (
+        0,
+        "A minimal operator could trust its memory. The operator reads the endpoint's targets on every "
+        "look at an autoscaled endpoint that is not busy: what it finds missing (after a crash, a "
+        "rollback, a refused update) is registered again.",
+    ),
+    "DescribeScalingPolicies": (0, "Likewise, once per registered target."),
+}
+
+
+def autoscaled_specs() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    first = spec(autoscaling=SCALING)
+    second = with_scorer("scorer:2.1", autoscaling=SCALING)
+    third = with_scorer("scorer:2.1", autoscaling=SCALING, instanceType="ml.m5.xlarge")
+    return first, second, third
+
+
+def measure_autoscaled(create: float, update: float, delete: float, timing: core.Timing = TIMING) -> Run:
+    """Create with autoscaling; autoscaling scales out; a new image; a new instance type; delete."""
+    clock = ManualClock()
+    emulator = Emulator(clock=clock, create_delay=create, update_delay=update, delete_delay=delete)
+    with emulator as emu:
+        harness = make_harness(emu, timing=timing, sleep=clock.advance)
+        calls: dict[str, Counter[str]] = {}
+        looks: dict[str, int] = {}
+        sequence: list[tuple[str, str | None]] = []
+
+        def record(phase: str, rounds: int) -> None:
+            calls[phase] = Counter(call.operation for call in emu.calls)
+            looks[phase] = rounds
+            sequence.extend((c.operation, c.name) for c in emu.calls if is_mutating(c.operation))
+            emu.clear_calls()
+
+        first, second, third = autoscaled_specs()
+        created = harness.converge(first, rounds=1000)
+        record("create", created.rounds)
+        # Autoscaling scales out (not the operator's call); the operator only watches the endpoint finish.
+        emu.scale_variant(ENDPOINT, "AllTraffic", 3)
+        clock.advance(update)
+        emu.clear_calls()
+        model = harness.converge(second, memory=created.memory, rounds=1000)
+        record("new model", model.rounds)
+        instance = harness.converge(third, memory=model.memory, rounds=1000)
+        record("new instance type", instance.rounds)
+        assert harness.instance_counts() == (3, 3), "the count autoscaling chose is kept"
+        deleted = harness.finalize(third, memory=instance.memory, rounds=1000)
+        record("delete", deleted.rounds)
+        assert harness.endpoints() == set() and harness.models() == set() and harness.configs() == set()
+        assert harness.targets() == {}
+    return Run(calls, looks, sequence)
+
+
+def autoscaled_sequence() -> list[tuple[str, str | None]]:
+    """The operator's mutating calls: the minimum, plus the deregistration before DeleteEndpoint."""
+    first, second, third = (desired(raw) for raw in autoscaled_specs())
+    return [
+        ("CreateModel", first.model_name),
+        ("CreateEndpointConfig", first.config_name),
+        ("CreateEndpoint", ENDPOINT),
+        ("RegisterScalableTarget", RESOURCE),
+        ("PutScalingPolicy", RESOURCE),
+        ("CreateModel", second.model_name),
+        ("CreateEndpointConfig", second.config_name),
+        ("UpdateEndpoint", ENDPOINT),
+        ("DeleteEndpointConfig", first.config_name),
+        ("DeleteModel", first.model_name),
+        ("DeregisterScalableTarget", RESOURCE),
+        ("CreateEndpointConfig", third.config_name),
+        ("UpdateEndpoint", ENDPOINT),
+        ("DeleteEndpointConfig", second.config_name),
+        ("RegisterScalableTarget", RESOURCE),
+        ("PutScalingPolicy", RESOURCE),
+        ("DeregisterScalableTarget", RESOURCE),
+        ("DeleteEndpoint", ENDPOINT),
+        ("DeleteEndpointConfig", third.config_name),
+        ("DeleteModel", third.model_name),
+    ]
+
+
+def render_autoscaled(fast: Run, typical: Run) -> str:
+    phases = AUTOSCALED_PHASES
+
+    def total(run: Run, operation: str) -> int:
+        return sum(run.calls[phase][operation] for phase in phases)
+
+    operations = sorted(
+        {op for run in (fast, typical) for phase in phases for op in run.calls[phase]},
+        key=lambda op: (
+            not is_mutating(op),
+            list(MINIMUM_AUTOSCALED).index(op) if op in MINIMUM_AUTOSCALED else 99,
+            op,
+        ),
+    )
+    lines = [
+        "",
+        "## An autoscaled lifecycle",
+        "",
+        "The same endpoint with `spec.autoscaling` (1 to 4 instances, 70 invocations per instance): "
+        "created, scaled out to 3 instances by autoscaling (the emulator's `scale_variant`, not the "
+        "operator), given a new image (a new model: the variant stays registered and `UpdateEndpoint` "
+        "keeps the 3 instances), then a new instance type (SageMaker refuses that while the variant is "
+        "registered: deregister, update, register again once InService), then deleted. Same clock and "
+        "durations as above; the emulator serves SageMaker and Application Auto Scaling.",
+        "",
+        "| operation | fast: "
+        + " + ".join(phases)
+        + " | fast total | typical total | minimum | why the difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for op in operations:
+        per_phase = " + ".join(str(fast.calls[phase][op]) for phase in phases)
+        minimum, why = MINIMUM_AUTOSCALED.get(op, (None, "As in the lifecycle above."))
+        shown = "—" if minimum is None else str(minimum)
+        lines.append(f"| {op} | {per_phase} | {total(fast, op)} | {total(typical, op)} | {shown} | {why} |")
+    mutating_fast = sum(total(fast, op) for op in operations if is_mutating(op))
+    mutating_typical = sum(total(typical, op) for op in operations if is_mutating(op))
+    minimum_mutating = sum(n for op, (n, _) in MINIMUM_AUTOSCALED.items() if is_mutating(op))
+    reads_fast = sum(total(fast, op) for op in operations if not is_mutating(op))
+    reads_typical = sum(total(typical, op) for op in operations if not is_mutating(op))
+    lines += [
+        f"| **mutating calls** | | **{mutating_fast}** | **{mutating_typical}** | **{minimum_mutating}** | |",
+        f"| **reads** | | **{reads_fast}** | **{reads_typical}** | | |",
+        "",
+        "Looks, fast: "
+        + ", ".join(f"{phase} {fast.looks[phase]}" for phase in phases)
+        + "; typical: "
+        + ", ".join(f"{phase} {typical.looks[phase]}" for phase in phases)
+        + ".",
+        "",
+        "The mutating calls, in this order (asserted by `tests/integration/test_calls_per_lifecycle.py`):",
+        "",
+    ]
+    lines += [f"{i}. `{op}` {name}" for i, (op, name) in enumerate(fast.mutating_sequence, 1)]
+    lines += [
+        "",
+        "The only call beyond the minimum is the deregistration before `DeleteEndpoint`. No "
+        "`DeleteScalingPolicy` is made: deregistering a scalable target deletes its policies. An autoscaled "
+        "endpoint at rest costs two more reads per look than a plain one (`DescribeScalableTargets`, "
+        "`DescribeScalingPolicies`); a plain one costs none, unless its status still records a target.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def generate() -> str:
     fast = measure(TIMING.busy, TIMING.busy, TIMING.busy)
     typical = measure(TYPICAL["create"], TYPICAL["update"], TYPICAL["delete"])
-    return render(fast, typical)
+    scaled_fast = measure_autoscaled(TIMING.busy, TIMING.busy, TIMING.busy)
+    scaled_typical = measure_autoscaled(TYPICAL["create"], TYPICAL["update"], TYPICAL["delete"])
+    return render(fast, typical) + render_autoscaled(scaled_fast, scaled_typical)
 
 
 if __name__ == "__main__":

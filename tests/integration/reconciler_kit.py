@@ -1,8 +1,9 @@
-"""Core + adapter against the emulator, driven the way the operator's handlers drive them.
+"""Core + adapters against the emulator, driven the way the operator's handlers drive them.
 
-``Harness.converge`` is the handler's loop without Kubernetes: observe -> reconcile -> execute each action
--> remember ``lastDeployment`` once every action succeeded, or a terminal failure for this generation
-(``handlers._reconcile``/``_memory``). It can stop after the k-th mutating SageMaker call, as if the
+``Harness.converge`` is the handler's loop without Kubernetes: observe (SageMaker, then Application Auto
+Scaling) -> reconcile -> execute each action by its service's adapter -> remember ``lastDeployment`` once
+every action succeeded, or a terminal failure for this generation, and the scalable target observed
+(``handlers._look_locked``/``core.memory_of``). It can stop after the k-th mutating call, as if the
 operator had crashed there; what the status would then hold is what the next converge starts from.
 """
 
@@ -19,6 +20,7 @@ import botocore.config
 
 from mce_operator import core
 from mce_operator.api import parse_spec
+from mce_operator.autoscaling import AutoScaling
 from mce_operator.emulator import Emulator
 from mce_operator.errors import ErrorKind
 from mce_operator.sagemaker import SageMaker, SageMakerError, SageMakerSettings
@@ -30,7 +32,7 @@ IDENTITY = core.Identity(namespace="ml", name="fraud", uid="uid-1", generation=1
 # The handler's timing, scaled down: the emulator's lifecycle delays are 0.1 s.
 TIMING = core.Timing(busy=0.05, steady=300.0)
 
-MUTATING_PREFIXES = ("Create", "Update", "Delete", "Add")
+MUTATING_PREFIXES = ("Create", "Update", "Delete", "Add", "Register", "Deregister", "Put")
 
 
 def is_mutating(operation: str) -> bool:
@@ -84,6 +86,8 @@ class Result:
     rounds: int
     # emulator snapshots taken after every round, for "when did what exist" assertions
     history: list[dict[str, Any]] = field(default_factory=list)
+    # every round's decision, in order
+    decisions: list[core.Decision] = field(default_factory=list)
 
     @property
     def conditions(self) -> dict[str, str]:
@@ -100,6 +104,8 @@ class Harness:
     emu: Emulator
     sagemaker: SageMaker
     client: Any
+    autoscaling: AutoScaling
+    scaling_client: Any
     timing: core.Timing = TIMING
     # How to wait for the next look: real sleep, or advancing the emulator's manual clock.
     sleep: Callable[[float], None] = time.sleep
@@ -117,31 +123,36 @@ class Harness:
         done: Callable[[core.Decision], bool],
     ) -> Result:
         history: list[dict[str, Any]] = []
+        decisions: list[core.Decision] = []
         for round_number in range(1, rounds + 1):
             try:
-                observed = self.sagemaker.observe(target)
+                observed = self.observe(target, memory)
             except SageMakerError as error:
                 assert error.kind is ErrorKind.RETRY, error
                 self.sleep(self.timing.busy)
                 continue
             decision = decide(target, observed, memory)
+            decisions.append(decision)
             failure: SageMakerError | None = None
             for action in decision.actions:
+                adapter = self.autoscaling if action.service == core.AUTOSCALING else self.sagemaker
                 try:
-                    self.sagemaker.execute(target.region, action)
+                    adapter.execute(target.region, action)
                 except SageMakerError as error:
                     failure = error
                     break
                 self.executed += 1
                 if crash_after is not None and self.executed >= crash_after:
                     raise Crash(memory)
+            # status.autoscaling: what the look observed (or remembered), written whatever happened.
+            memory = replace(memory, autoscaling=decision.report.autoscaling)
             if failure is None:
                 memory = replace(memory, last_deployment=decision.last_deployment or memory.last_deployment)
             elif failure.kind is ErrorKind.TERMINAL:
                 memory = replace(memory, terminal_failure=str(failure), terminal_reason=failure.rule.reason)
             history.append(self.emu.snapshot())
             if failure is None and done(decision):
-                return Result(decision, memory, round_number, history)
+                return Result(decision, memory, round_number, history, decisions)
             self.sleep(min(decision.requeue_after, self.timing.busy))
         raise AssertionError(f"did not converge in {rounds} rounds; last decision: {decision}")
 
@@ -169,16 +180,27 @@ class Harness:
         )
 
     def finalize(
-        self, raw: Mapping[str, Any], identity: core.Identity = IDENTITY, *, rounds: int = 80
+        self,
+        raw: Mapping[str, Any],
+        identity: core.Identity = IDENTITY,
+        *,
+        rounds: int = 80,
+        memory: core.Memory | None = None,
     ) -> Result:
-        """The delete handler's loop until the finalizer may go."""
+        """The delete handler's loop until the finalizer may go (``memory``: what the status holds)."""
         return self._run(
             lambda d, o, _: core.finalize(d, o, self.timing),
             desired(raw, identity),
-            core.Memory(),
+            memory or core.Memory(),
             rounds=rounds,
             crash_after=None,
             done=lambda decision: decision.finished,
+        )
+
+    def observe(self, target: core.Desired, memory: core.Memory, *, deleting: bool = False) -> core.Observed:
+        observed = self.sagemaker.observe(target, deleting=deleting)
+        return self.autoscaling.observe(
+            target, observed, remembered=memory.autoscaling is not None, sagemaker=self.sagemaker
         )
 
     # --- SageMaker's real state, read with plain boto3 ---------------------------------------------
@@ -205,6 +227,29 @@ class Harness:
     def mutating_calls(self) -> list[tuple[str, str | None]]:
         return [(c.operation, c.name) for c in self.emu.calls if is_mutating(c.operation)]
 
+    def targets(self) -> dict[str, dict[str, Any]]:
+        """Application Auto Scaling's scalable targets by ResourceId, each with its policies by name."""
+        found = self.scaling_client.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+        policies = self.scaling_client.describe_scaling_policies(ServiceNamespace="sagemaker")[
+            "ScalingPolicies"
+        ]
+        return {
+            t["ResourceId"]: {
+                "min": t["MinCapacity"],
+                "max": t["MaxCapacity"],
+                "policies": {
+                    p["PolicyName"]: p.get("TargetTrackingScalingPolicyConfiguration")
+                    for p in policies
+                    if p["ResourceId"] == t["ResourceId"]
+                },
+            }
+            for t in found
+        }
+
+    def instance_counts(self, name: str = ENDPOINT) -> tuple[int, int]:
+        (variant,) = self.endpoint(name)["ProductionVariants"]
+        return variant["DesiredInstanceCount"], variant["CurrentInstanceCount"]
+
 
 # One session for every test: its loader caches botocore's SageMaker model, which takes ~0.2 s to load.
 _SESSION = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
@@ -223,9 +268,15 @@ def make_harness(
     sagemaker = SageMaker(
         SageMakerSettings(region="us-east-1", endpoint_url=emu.url, **settings), session=_SESSION
     )
-    client = _SESSION.client(
-        "sagemaker",
-        endpoint_url=emu.url,
-        config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}),
+    plain = botocore.config.Config(retries={"mode": "standard", "max_attempts": 1})
+    client = _SESSION.client("sagemaker", endpoint_url=emu.url, config=plain)
+    scaling_client = _SESSION.client("application-autoscaling", endpoint_url=emu.url, config=plain)
+    return Harness(
+        emu,
+        sagemaker,
+        client,
+        AutoScaling.like(sagemaker),
+        scaling_client,
+        timing=timing,
+        sleep=sleep,
     )
-    return Harness(emu, sagemaker, client, timing=timing, sleep=sleep)

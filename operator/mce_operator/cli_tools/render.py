@@ -2,9 +2,10 @@
 
 Nothing is restated here: the names and request bodies come from core.desired_state, and the calls from
 core.reconcile itself — asked what it does when there is no endpoint yet (CreateModel,
-CreateEndpointConfig, CreateEndpoint) and when the endpoint serves another config (UpdateEndpoint). Each
-request is an action's ``params``, which the adapter passes to boto3 unchanged: the JSON body SageMaker
-receives.
+CreateEndpointConfig, CreateEndpoint), when the endpoint serves another config (UpdateEndpoint) and, for
+an autoscaled spec, when it is InService with no scalable target yet (RegisterScalableTarget,
+PutScalingPolicy to Application Auto Scaling). Each request is an action's ``params``, which the adapters
+pass to boto3 unchanged: the JSON body the service receives.
 
 The uid in the ownership tags is the apiserver's to assign: it is the manifest's ``metadata.uid`` if it
 has one, ``--uid`` if given, else the placeholder ``<uid>``. Names do not depend on it.
@@ -12,6 +13,7 @@ has one, ``--uid`` if given, else the placeholder ``<uid>``. Names do not depend
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +54,13 @@ def render(obj: Mapping[str, Any], default_namespace: str, uid: str | None = Non
     updated = core.reconcile(desired, observed, core.Memory())
     update = next(a for a in updated.actions if a.operation == "UpdateEndpoint")
     requests[update.operation] = dict(update.params)
+    if desired.autoscaling is not None:
+        serving = dataclasses.replace(serving_other, config_name=desired.config_name)
+        observed = core.Observed(endpoint=serving, models=made[:1], configs=made[1:], scaling=())
+        scaled = core.reconcile(desired, observed, core.Memory())
+        requests.update(
+            {a.operation: dict(a.params) for a in scaled.actions if a.service == core.AUTOSCALING}
+        )
     return {
         "apiVersion": api.GROUP + "/" + api.VERSION,
         "kind": api.KIND,
