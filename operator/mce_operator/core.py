@@ -940,9 +940,12 @@ def _size_words(size: Mapping[str, Any]) -> str:
 # --- Deletion --------------------------------------------------------------------------------------
 
 
-def finalize(desired: Desired, observed: Observed, timing: Timing = Timing()) -> Decision:
-    """The next step of deleting the object's SageMaker resources (or of leaving them, with Retain)."""
-    return _with_live_state(_finalize(desired, observed, timing), desired, observed, Memory())
+def finalize(
+    desired: Desired, observed: Observed, timing: Timing = Timing(), memory: Memory = Memory()
+) -> Decision:
+    """The next step of deleting the object's SageMaker resources (or of leaving them, with Retain).
+    ``memory`` only keeps the status' record of the scalable target while it cannot be looked at."""
+    return _with_live_state(_finalize(desired, observed, timing), desired, observed, memory)
 
 
 def _finalize(desired: Desired, observed: Observed, timing: Timing) -> Decision:

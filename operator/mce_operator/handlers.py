@@ -663,17 +663,17 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         desired = _deletion_target(obj, look.sagemaker)
         if desired is None:
             return _release(look, "Deleted: nothing had been created in SageMaker for this object")
-        remembered = core.memory_of(look.status, look.identity.generation).autoscaling is not None
+        memory = core.memory_of(look.status, look.identity.generation)
         try:
             observed = look.sagemaker.observe(desired, deleting=True)
             observed = look.autoscaling.observe(
-                desired, observed, remembered=remembered, sagemaker=look.sagemaker
+                desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
             )
         except SageMakerError as error:
             delay = timing.busy if error.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"Cannot read SageMaker's state to delete {desired.endpoint_name}: {error}."
             return _stuck(look, "DeletionBlocked", message, delay)
-        decision = core.finalize(desired, observed, timing)
+        decision = core.finalize(desired, observed, timing, memory)
         for note in decision.notes:
             logger.info(note)
             _post(obj, reason="Retained", message=note)

@@ -236,6 +236,27 @@ def _event_sort_key(event: Mapping[str, Any]) -> tuple[datetime, int]:
     return stamp, version
 
 
+def _deployment_words(deployment: Mapping[str, Any]) -> str:
+    """spec.deployment in words: the policy, its traffic steps and the rollback alarms."""
+    words = "blue/green AllAtOnce (SageMaker's default)"
+    blue_green, rolling = deployment.get("blueGreen"), deployment.get("rolling")
+    if isinstance(blue_green, Mapping):
+        routing = blue_green.get("trafficRouting") or {}
+        size = routing.get("canarySize") or routing.get("linearStepSize")
+        words = f"blue/green {routing.get('type')}"
+        if isinstance(size, Mapping):
+            words += f" of {size.get('value')} ({size.get('type')})"
+        words += f", baking {routing.get('waitIntervalInSeconds')} s"
+    elif isinstance(rolling, Mapping):
+        size = rolling.get("maximumBatchSize") or {}
+        words = f"rolling, batches of {size.get('value')} ({size.get('type')})"
+        words += f", baking {rolling.get('waitIntervalInSeconds')} s"
+    alarms = deployment.get("autoRollbackAlarms") or []
+    if alarms:
+        words += "; rolled back by " + ", ".join(str(alarm) for alarm in alarms)
+    return words
+
+
 def format_describe(
     obj: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime | None = None
 ) -> str:
@@ -266,6 +287,18 @@ def format_describe(
     count = spec.get("initialInstanceCount", 1)
     field("Instances", f"{count} x {spec.get('instanceType')}", 2)
     field("Variant", spec.get("variantName") or "AllTraffic", 2)
+    scaling = spec.get("autoscaling")
+    if isinstance(scaling, Mapping):
+        target = (scaling.get("targetTracking") or {}).get("invocationsPerInstance")
+        field(
+            "Autoscaling",
+            f"{scaling.get('minCapacity')} to {scaling.get('maxCapacity')} instances, "
+            f"{target} invocations per instance per minute",
+            2,
+        )
+    deployment = spec.get("deployment")
+    if isinstance(deployment, Mapping):
+        field("Deployment", _deployment_words(deployment), 2)
     field("Deletion policy", spec.get("deletionPolicy") or "Delete", 2)
     tags = spec.get("tags") or {}
     field("Tags", ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) if tags else None, 2)
@@ -289,6 +322,17 @@ def format_describe(
     field("Model", status.get("modelName"), 2)
     field("Endpoint config", status.get("endpointConfigName"), 2)
     field("Failure reason", status.get("failureReason"), 2)
+    desired, current = status.get("desiredInstanceCount"), status.get("currentInstanceCount")
+    if desired is not None or current is not None:
+        field("Live instances", f"{_text(desired)} desired, {_text(current)} current", 2)
+    target = status.get("autoscaling")
+    if isinstance(target, Mapping):
+        policies = ", ".join(str(p) for p in target.get("policies") or []) or NONE
+        field(
+            "Scalable target",
+            f"{target.get('minCapacity')} to {target.get('maxCapacity')} instances (policies: {policies})",
+            2,
+        )
 
     out.append("Conditions:")
     items = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]

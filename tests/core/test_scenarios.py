@@ -342,7 +342,7 @@ def test_scenario(row: Mapping[str, Any]) -> None:
     resolve = Resolver(desired)
     observed = _observed(row, resolve, desired_user_tags(desired))
     if row.get("op", "reconcile") == "finalize":
-        decision = core.finalize(desired, observed, TIMING)
+        decision = core.finalize(desired, observed, TIMING, _memory(resolve(row.get("memory"))))
     else:
         decision = core.reconcile(desired, observed, _memory(resolve(row.get("memory"))), TIMING)
     _check(row, decision, resolve)

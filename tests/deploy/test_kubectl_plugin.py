@@ -211,6 +211,54 @@ def test_describe_shows_spec_status_conditions_and_events(kube: KubeServer, kube
     assert warning[3] == "kopf"
 
 
+def test_describe_shows_autoscaling_guardrails_and_the_live_instances(
+    kube: KubeServer, kubeconfig: str
+) -> None:
+    body = mce("scaled")
+    body["spec"]["autoscaling"] = {
+        "minCapacity": 2,
+        "maxCapacity": 8,
+        "targetTracking": {"invocationsPerInstance": 70},
+    }
+    body["spec"]["deployment"] = {
+        "blueGreen": {
+            "trafficRouting": {
+                "type": "Canary",
+                "waitIntervalInSeconds": 300,
+                "canarySize": {"type": "CapacityPercent", "value": 10},
+            }
+        },
+        "autoRollbackAlarms": ["scaled-5xx", "scaled-latency"],
+    }
+    kube.create(body)
+    set_status(
+        kube,
+        "scaled",
+        observedGeneration=1,
+        desiredInstanceCount=5,
+        currentInstanceCount=4,
+        autoscaling={"minCapacity": 2, "maxCapacity": 8, "policies": ["mce-invocations-per-instance"]},
+        conditions=conditions(True),
+    )
+    code, out = run("--kubeconfig", kubeconfig, "describe", "scaled")
+    assert code == 0
+    canary = (
+        "blue/green Canary of 10 (CapacityPercent), baking 300 s; rolled back by scaled-5xx, scaled-latency"
+    )
+    for label, value in [
+        ("Autoscaling", "2 to 8 instances, 70 invocations per instance per minute"),
+        ("Deployment", canary),
+        ("Live instances", "5 desired, 4 current"),
+        ("Scalable target", "2 to 8 instances (policies: mce-invocations-per-instance)"),
+    ]:
+        assert re.search(rf"^ *{label}: +{re.escape(value)}$", out, re.MULTILINE), (label, out)
+    # An object without them shows none of these lines.
+    populate(kube)
+    code, out = run("--kubeconfig", kubeconfig, "describe", "fraud")
+    assert code == 0
+    assert not re.search(r"^ *(Autoscaling|Deployment|Live instances|Scalable target):", out, re.MULTILINE)
+
+
 def test_invoke_calls_the_endpoint_of_the_object(
     kube: KubeServer, kubeconfig: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

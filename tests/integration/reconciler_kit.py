@@ -189,7 +189,7 @@ class Harness:
     ) -> Result:
         """The delete handler's loop until the finalizer may go (``memory``: what the status holds)."""
         return self._run(
-            lambda d, o, _: core.finalize(d, o, self.timing),
+            lambda d, o, m: core.finalize(d, o, self.timing, m),
             desired(raw, identity),
             memory or core.Memory(),
             rounds=rounds,
