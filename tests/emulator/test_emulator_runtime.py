@@ -120,6 +120,7 @@ def test_body_limit(deploy: Callable[..., None], runtime: Any) -> None:
 
 
 def test_invocation_follows_the_current_config(
+    emu: Emulator,
     sm: Any,
     runtime: Any,
     deploy: Callable[..., None],
@@ -130,6 +131,8 @@ def test_invocation_follows_the_current_config(
     deploy("ep", "a", "b")
     make_model("serial", "x", "y", mode="Serial")
     make_config("serial-config", "serial")
+    # Long enough that the invocation below surely lands while Updating, on a loaded machine too.
+    emu.set_delay(update=3.0)
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="serial-config")
     # While Updating, the old fleet still serves (no availability loss, as SageMaker's blue/green).
     body, _ = invoke(runtime, EndpointName="ep", Body=b"{}", TargetContainerHostname="a")
