@@ -1,13 +1,12 @@
 """deploy/ and the Dockerfile, checked offline: the kustomization renders the install, every manifest parses
 and validates, RBAC covers what kopf and the operator do, and the Deployment runs `mce-operator run` with
-flags and variables that exist. (tests/cluster applies the same kustomization to a real API server.)"""
+flags and variables that exist. (tests/cluster applies the same kustomization to a real API server; the
+overlays are tests/deploy/test_overlays.py's.)"""
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,26 @@ import pytest
 import yaml
 
 import dockerfile_parse
+from kustomize_render import render
 from mce_operator import api, cli
-from mce_operator.testkit import kopf_peering_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PACKAGE = ROOT / "operator" / "mce_operator"
 CRD = ROOT / "crds" / "sagemaker.mce.dev_multicontainerendpoints.yaml"
-KUSTOMIZATION = DEPLOY / "kustomization.yaml"
-MANIFESTS = sorted(path for path in DEPLOY.glob("*.yaml") if path != KUSTOMIZATION)
+BASE = DEPLOY / "base"
+KUSTOMIZATION = BASE / "kustomization.yaml"
+MANIFESTS = sorted(path for path in BASE.glob("*.yaml") if path != KUSTOMIZATION)
 # The oldest Kubernetes minor still in standard support on EKS, and a recent one.
 K8S_VERSIONS = ["1.29.0", "1.33.0"]
 
 
 def docs(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d is not None]
+    return [d for d in yaml.safe_load_all((BASE / name).read_text()) if d is not None]
 
 
-def rendered() -> list[dict[str, Any]]:
-    """What `kubectl apply -k deploy/` sends: `kubectl kustomize deploy/` (kubectl's built-in kustomize)."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl (with its built-in kustomize) is needed to render deploy/"
-    out = subprocess.run([kubectl, "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True)
-    return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
-
-
-INSTALL = rendered()
+# What `kubectl apply -k deploy/` sends: `kubectl kustomize deploy/` (kubectl's built-in kustomize).
+INSTALL = render(DEPLOY)
 
 
 def one(kind: str) -> dict[str, Any]:
@@ -51,16 +44,28 @@ def one(kind: str) -> dict[str, Any]:
 
 def test_deploy_has_the_expected_files() -> None:
     names = {p.name for p in DEPLOY.iterdir()}
-    expected = {"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "deployment.yaml", "peering.yaml"}
-    assert expected | {"kustomization.yaml", "iam-policy.json", "argocd-health.lua", "README.md"} <= names
+    # The IAM policy and the Lua script are not Kubernetes objects: outside what kustomize applies.
+    assert {"kustomization.yaml", "base", "components", "overlays"} | {
+        "iam-policy.json",
+        "argocd-health.lua",
+        "README.md",
+    } <= names
+    base = {p.name for p in BASE.iterdir()}
+    assert base == {
+        "kustomization.yaml",
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "rbac.yaml",
+        "deployment.yaml",
+    }
+    # `kubectl apply -k deploy/` is the base.
+    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["base"]
 
 
 def test_the_kustomization_installs_the_operator_and_the_crd_from_crds() -> None:
     kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
-    # peering.yaml is for more than one replica; the IAM policy and the Lua script are not Kubernetes objects.
-    assert set(kustomization["resources"]) == {p.name for p in MANIFESTS if p.name != "peering.yaml"} | {
-        "../crds"
-    }
+    assert set(kustomization["resources"]) == {p.name for p in MANIFESTS} | {"../../crds"}
+    assert kustomization["components"] == ["../components/metrics"]
     kinds = [d["kind"] for d in INSTALL]
     assert sorted(kinds) == sorted(
         [
@@ -69,6 +74,7 @@ def test_the_kustomization_installs_the_operator_and_the_crd_from_crds() -> None
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Service",
             "Deployment",
         ]
     )
@@ -170,29 +176,6 @@ def test_binding_ties_the_role_to_the_deployments_service_account() -> None:
     subject["namespace"] = account["metadata"]["namespace"]
     assert binding["subjects"] == [subject]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
-
-
-# --- peering --------------------------------------------------------------------------------------------
-
-
-def test_peering_has_kopfs_crd_and_the_object() -> None:
-    crd, peering = docs("peering.yaml")
-    expected = next(c for c in kopf_peering_crds() if c["metadata"]["name"] == "clusterkopfpeerings.kopf.dev")
-    assert crd["kind"] == "CustomResourceDefinition"
-    assert crd["metadata"]["name"] == expected["metadata"]["name"]
-    for key in ("group", "scope", "names"):
-        assert crd["spec"][key] == expected["spec"][key]
-    (version,) = crd["spec"]["versions"]
-    assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
-    assert version["schema"]["openAPIV3Schema"]["properties"]["status"][
-        "x-kubernetes-preserve-unknown-fields"
-    ]
-    assert peering["apiVersion"] == "kopf.dev/v1" and peering["kind"] == "ClusterKopfPeering"
-    assert peering["metadata"]["name"] == "mce-operator"
-    # The Deployment's instructions for 2 replicas name this object.
-    text = (DEPLOY / "deployment.yaml").read_text()
-    assert "replicas: 2" in text and "--peering=mce-operator" in text
-    assert re.search(r"#\s*- name: MCE_PEERING\s*\n\s*#\s*value: mce-operator", text)
 
 
 # --- the Deployment and the Dockerfile --------------------------------------------------------------
