@@ -1,5 +1,5 @@
 """The documented install on a fresh cluster, then `mce-operator run` as the deployed ServiceAccount
-(a token from `kubectl create token`: only deploy/rbac.yaml's rights) against `mce-emulator`.
+(a token from `kubectl create token`: only deploy/base/rbac.yaml's rights) against `mce-emulator`.
 
 The apiserver's audit log records every request of that identity: the lifecycle must cause no 403, every
 permission the ClusterRole grants must be used by some run, and taking any one rule away must make a
@@ -77,6 +77,7 @@ def test_the_documented_install_applies_on_a_fresh_cluster(installed: Installed)
         "serviceaccount/mce-operator created",
         "clusterrole.rbac.authorization.k8s.io/mce-operator created",
         "clusterrolebinding.rbac.authorization.k8s.io/mce-operator created",
+        "service/mce-operator-metrics created",
         "deployment.apps/mce-operator created",
     ]
     # The identity the operator runs as is the ServiceAccount, and nothing more.
@@ -178,7 +179,7 @@ def test_the_lifecycle_as_the_service_account(installed: Installed) -> None:
 def _cluster_role() -> dict[str, Any]:
     role = next(
         d
-        for d in yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text())
+        for d in yaml.safe_load_all((ROOT / "deploy" / "base" / "rbac.yaml").read_text())
         if d["kind"] == "ClusterRole"
     )
     return role
@@ -202,8 +203,8 @@ def _install_peering_crd(installed: Installed) -> None:
     # With --peering the operator creates its peering object itself; the cluster needs kopf's CRD.
     crd = next(
         d
-        for d in yaml.safe_load_all((ROOT / "deploy" / "peering.yaml").read_text())
-        if d["kind"] == "CustomResourceDefinition"
+        for d in yaml.safe_load_all((ROOT / "deploy" / "components" / "ha" / "peering-crds.yaml").read_text())
+        if d["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
     )
     installed.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
     installed.kubectl(
@@ -256,7 +257,7 @@ def test_every_permission_the_cluster_role_grants_is_used(installed: Installed) 
         used |= {request.rule for request in requests}
     granted = set().union(*(_granted(rule) for rule in rules))
     unused = sorted(granted - used)
-    assert unused == [], f"granted but never used (remove from deploy/rbac.yaml): {unused}"
+    assert unused == [], f"granted but never used (remove from deploy/base/rbac.yaml): {unused}"
 
 
 RULES = _cluster_role()["rules"]
