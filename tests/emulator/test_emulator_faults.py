@@ -99,9 +99,10 @@ def test_latency(emu: Emulator, sm: Any) -> None:
     sm.list_models()
     assert time.monotonic() - started >= 0.2
     emu.remove_fault(fault)
-    started = time.monotonic()
-    sm.list_models()
-    assert time.monotonic() - started < 0.2
+    # Removed: no latency is added any more (checked on the fault list, not with a clock, which a loaded
+    # machine makes slow).
+    assert emu.faults == []
+    assert sm.list_models()["Models"] == []
 
 
 def test_fault_counts_run_out(emu: Emulator, deploy: Callable[..., None], sm: Any) -> None:
