@@ -275,3 +275,17 @@ def test_request_log_is_bounded() -> None:
         for _ in range(30):
             kube.find(PLURAL, "default", "missing")
         assert len(kube.emulator._requests) <= 10
+
+
+def test_requests_are_counted_by_verb_resource_and_subresource() -> None:
+    # Counted even when the request log keeps almost nothing (benchmarks count writes this way).
+    with KubeServer(crds=[widget_crd()], request_history=1) as kube:
+        kube.create(widget("w1"))
+        for _ in range(3):
+            kube.patch(PLURAL, "default", "w1", {"status": {"ok": True}}, subresource="status")
+        kube.find(PLURAL, "default", "w1")
+        counts = kube.emulator.request_counts
+        assert counts["POST", PLURAL, None] == 1
+        assert counts["PATCH", PLURAL, "status"] == 3
+        assert counts["GET", PLURAL, None] == 1
+        assert len(kube.emulator._requests) <= 2

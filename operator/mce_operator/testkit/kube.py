@@ -408,6 +408,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         self._outcomes: dict[Any, Any] = {}  # request -> the response of the write it made
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()  # injected from the tests' threads
+        # Requests served, by (verb, plural, subresource): what a test or benchmark counts when the
+        # request log itself is kept short. The verb is the HTTP method, or WATCH for a watch-stream.
+        self.request_counts: collections.Counter[tuple[str, str | None, str | None]] = collections.Counter()
         self.fallback[kmock.method.PUT] << self._serve_outcome
         for spec in _BUILTINS:
             self.add_resource(spec)
@@ -646,6 +649,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         self._forget_old_requests()
         res = request.resource
+        method = request.method.value.upper()
+        if method == "GET" and request.action == kmock.action.WATCH:
+            method = "WATCH"
+        self.request_counts[method, res.plural if res is not None else None, request.subresource] += 1
         if res is None or res.plural is None:  # discovery and non-Kubernetes URLs
             return await super()._handle(request)
         injected = self._fault(request)
@@ -668,7 +675,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     def _forget_old_requests(self) -> None:
         # kmock keeps every request (and error) for assertions: bound that for long-running demos.
-        keep = self.request_history
+        keep = max(self.request_history, 1)
         if len(self._requests) > 2 * keep:
             del self._requests[:-keep]
             for payload in self._payloads:
