@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         help="Seconds between drift checks of a steady endpoint (default 300).",
     )
     run.add_argument(
+        "--drift-interval",
+        type=float,
+        default=_env_float("MCE_DRIFT_INTERVAL", core.Timing().drift),
+        help="Longest time between two full reads of an endpoint's models, configs and tags, when changes "
+        "made to them outside the operator are found (default 10800: 3 h; the endpoint itself is described "
+        "every steady interval).",
+    )
+    run.add_argument(
         "--calls-per-second",
         type=float,
         default=_env_float("MCE_CALLS_PER_SECOND", 10.0),
@@ -129,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
     sagemaker = SageMaker(SageMakerSettings(region=args.region, calls_per_second=args.calls_per_second))
     config = handlers.OperatorConfig(
-        timing=core.Timing(busy=args.busy_interval, steady=args.steady_interval),
+        timing=core.Timing(busy=args.busy_interval, steady=args.steady_interval, drift=args.drift_interval),
         peering=args.peering,
         peering_priority=args.peering_priority,
         liveness_endpoint=args.liveness or None,

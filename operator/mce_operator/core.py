@@ -66,6 +66,9 @@ class Timing:
 
     busy: float = 10.0
     steady: float = 300.0
+    # At most this long between full looks (every model, config and tag read again): what bounds the
+    # time to find drift that DescribeEndpoint alone cannot show. 36 steady intervals by default.
+    drift: float = 10800.0
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -40,7 +41,7 @@ from mce_operator import api, core, metrics, naming
 from mce_operator.autoscaling import AutoScaling
 from mce_operator.errors import ErrorKind
 from mce_operator.kube import Kube, KubeError
-from mce_operator.sagemaker import SageMaker, SageMakerError
+from mce_operator.sagemaker import Recall, SageMaker, SageMakerError
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 FINALIZER = f"{api.GROUP}/finalizer"
@@ -74,15 +75,26 @@ def _config(memo: Any) -> OperatorConfig:
     return config if isinstance(config, OperatorConfig) else OperatorConfig()
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps the last handled spec (an annotation) to tell its create, update and resume handlers
+    apart. This operator has none — its looks compare the spec with SageMaker — so nothing is kept: no
+    annotation written, and no watch event caused, for every spec change. kopf then sees every event as
+    a creation with no handler for it; deletion does not depend on it."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = _config(memo)
     # Everything the operator stores on objects is named after its API group, not kopf's defaults.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = _NoDiffBase()
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.mandatory = True
@@ -108,6 +120,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
         memo.sagemaker = SageMaker()
     if not hasattr(memo, "autoscaling"):
         memo.autoscaling = AutoScaling.like(memo.sagemaker)
+    # The looks run in kopf's executor, sized by max_workers (asyncio's default one has cpus + 4 threads).
+    memo.executor = settings.execution.executor
+    try:
+        memo.sagemaker.start()
+    except SageMakerError as error:
+        # Said again, in each object's status, by the looks that need SageMaker.
+        logger.warning(f"No SageMaker client yet: {error}")
 
 
 @kopf.on.login()
@@ -210,11 +229,13 @@ def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 class _ObjectState:
     """Per object, in this process: the scheduler's wake-up call, and what its looks must share."""
 
-    def __init__(self) -> None:
+    def __init__(self, drift: float) -> None:
         # One look (or deletion step) at a time: a deletion waits for a look in progress to end.
         self.lock = threading.Lock()
         # Set by the deletion handler: from then on no look may create anything.
         self.deleting = False
+        # Set once the finalizer is removed: kopf may still call the deletion handler for late events.
+        self.released = False
         # Set by ``notice`` when the object changed in a way the last look did not see.
         self.wake = asyncio.Event()
         # What the last look or deletion step saw of the object (see ``_trigger``).
@@ -222,6 +243,8 @@ class _ObjectState:
         # The status this process last wrote: an event (and so the daemon's live body) may lag that
         # write, and the memory it holds (e.g. of an update that rolled back) must not be lost.
         self.written_status: dict[str, Any] = {}
+        # What its looks read and did in SageMaker, so that the next one reads only what it must.
+        self.recall = Recall(drift=drift)
 
 
 _STATE_LOCK = threading.Lock()
@@ -233,7 +256,7 @@ def _state(memo: Any) -> _ObjectState:
     with _STATE_LOCK:
         state = getattr(memo, "object_state", None)
         if not isinstance(state, _ObjectState):
-            state = _ObjectState()
+            state = _ObjectState(_config(memo).timing.drift)
             memo.object_state = state
         return state
 
@@ -259,8 +282,12 @@ Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 class _Look:
     """One object's look: its snapshot, and where its status goes."""
 
-    def __init__(self, obj: Mapping[str, Any], memo: Any, logger: Log) -> None:
+    def __init__(
+        self, obj: Mapping[str, Any], memo: Any, logger: Log, live: Mapping[str, Any] | None = None
+    ) -> None:
         self.obj = obj
+        # The daemon's body, which kopf keeps up to date (None outside the daemon): for the finalizer only.
+        self.live = live
         self.meta: Mapping[str, Any] = obj.get("metadata") or {}
         self.memo = memo
         self.logger = logger
@@ -362,9 +389,11 @@ def _act(look: _Look, desired: core.Desired, decision: core.Decision) -> SageMak
     """Each action in order, by the adapter of its service; stops at the first failure. One Event each."""
     obj, logger = look.obj, look.logger
     for action in decision.actions:
-        adapter = look.autoscaling if action.service == core.AUTOSCALING else look.sagemaker
         try:
-            adapter.execute(desired.region, action)
+            if action.service == core.AUTOSCALING:
+                look.autoscaling.execute(desired.region, action)
+            else:
+                look.sagemaker.execute(desired.region, action, look.state.recall)
         except SageMakerError as error:
             logger.warning(f"{action.operation} {action.name} failed: {error.code}: {error.message}")
             _post(
@@ -388,14 +417,21 @@ def _ensure_finalizer(look: _Look) -> bool:
     cleanup. kopf adds it too, but through a patch it only retries on the next event."""
     if FINALIZER in (look.meta.get("finalizers") or []):
         return True
+    # kopf adds it as it first sees the object, while the first look already runs: the live body (kopf
+    # keeps it up to date as events arrive) usually has it by now, and a write would only meet a 409.
+    # kopf swaps the live body's content whole, so one read of its metadata is one consistent version.
+    meta = (look.live.get("metadata") if look.live is not None else None) or look.meta
+    if FINALIZER in (meta.get("finalizers") or []):
+        return True
     try:
-        return look.kube.set_finalizer(look.obj, FINALIZER, present=True) is not None
+        current = {"metadata": copy.deepcopy(dict(meta))}
+        return look.kube.set_finalizer(current, FINALIZER, present=True) is not None
     except KubeError as error:
         look.logger.warning(f"Could not add the finalizer (retried in {KUBE_RETRY:g} s): {error}")
         return False
 
 
-def _look(obj: Mapping[str, Any], memo: Any, logger: Log) -> float:
+def _look(obj: Mapping[str, Any], memo: Any, logger: Log, live: Mapping[str, Any] | None = None) -> float:
     """One look at the object; returns the seconds until the next."""
     state = _state(memo)
     with state.lock:
@@ -403,7 +439,7 @@ def _look(obj: Mapping[str, Any], memo: Any, logger: Log) -> float:
             return _config(memo).timing.steady
         state.looked_at = _trigger(obj.get("metadata") or {})
         with metrics.reconcile():
-            return _look_locked(_Look(obj, memo, logger))
+            return _look_locked(_Look(obj, memo, logger, live))
 
 
 def _look_locked(look: _Look) -> float:
@@ -423,10 +459,21 @@ def _look_locked(look: _Look) -> float:
         return timing.steady if look.blocked(core.REASON_INVALID_SPEC, message) else KUBE_RETRY
 
     memory = core.memory_of(status, identity.generation)
+    # No status naming an endpoint: the operator never acted for this object (see below).
+    untouched = not status.get("endpointName")
     try:
-        observed = look.sagemaker.observe(desired)
-        observed = look.autoscaling.observe(
-            desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
+        observed, decision = look.sagemaker.decide(
+            desired,
+            look.state.recall,
+            lambda observed: core.reconcile(
+                desired,
+                look.autoscaling.observe(
+                    desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
+                ),
+                memory,
+                timing,
+            ),
+            untouched=untouched,
         )
     except SageMakerError as error:
         look.logger.warning(f"Could not read SageMaker's state: {error}")
@@ -439,10 +486,26 @@ def _look_locked(look: _Look) -> float:
         )
         return timing.steady if look.blocked(error.rule.reason, message, desired) else KUBE_RETRY
 
-    decision = core.reconcile(desired, observed, memory, timing)
+    if decision.actions and untouched:
+        # The status names the endpoint before anything is created for the object: without one, a later
+        # look (in another process too) knows there is nothing of this object's to list in SageMaker.
+        # A creation's lastDeployment (no "from") is written with it: it can never read as a rollback.
+        intent = decision.last_deployment
+        if intent is None or intent.from_endpoint_config_name is not None:
+            intent = memory.last_deployment
+        early = _status(status, decision.report, identity.generation, desired.container_count, intent)
+        if not look.publish(early):
+            return KUBE_RETRY
+        status = look.status = {**status, **look.state.written_status}
+    # After that status write: by then kopf's own finalizer, added as it first saw the object, is usually
+    # in the live body, and no write is needed.
     if decision.actions and not _ensure_finalizer(look):
         return KUBE_RETRY
     failure = _act(look, desired, decision)
+    if failure is not None and failure.kind is ErrorKind.EXISTS:
+        # A name this look did not know was taken (by a crashed look, or by someone else): look again at
+        # once, reading everything (the recall is forgotten), which tells whose it is.
+        return 0.0
     report, last_deployment = decision.report, memory.last_deployment
     delay = decision.requeue_after
     observed_status = observed.endpoint.status if observed.endpoint else None
@@ -518,6 +581,20 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+async def _in_thread(memo: Any, function: Callable[..., Any], *args: Any) -> Any:
+    """``asyncio.to_thread``, in kopf's executor (``max_workers`` threads) when the operator made one."""
+    context = contextvars.copy_context()  # kopf's per-object logging context, as to_thread keeps it
+    executor = getattr(memo, "executor", None)
+    return await asyncio.get_running_loop().run_in_executor(executor, context.run, function, *args)
+
+
+def _slot(memo: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    """One of ``max_workers`` places to look from: a look takes its snapshot of the object only once it
+    has one, so that a burst of objects does not keep a copy of each while they wait for a thread."""
+    slots = getattr(memo, "slots", None)
+    return slots if isinstance(slots, asyncio.Semaphore) else contextlib.nullcontext()
+
+
 async def _sleep(state: _ObjectState, stopped: Any, seconds: float) -> None:
     """Until ``seconds`` pass, the object is changed (``notice``) or the daemon is stopped."""
     waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(state.wake.wait())]
@@ -546,15 +623,16 @@ async def keep_up(
     state = _state(memo)
     timing = _config(memo).timing
     while not stopped:
-        state.wake.clear()
-        obj = _snapshot(body)
-        if (obj.get("metadata") or {}).get("deletionTimestamp"):
-            return  # the deletion handler takes over
-        try:
-            delay = await asyncio.to_thread(_look, obj, memo, logger)
-        except Exception:
-            logger.exception(f"The look failed unexpectedly; looking again in {timing.busy:g} s.")
-            delay = timing.busy
+        async with _slot(memo):
+            state.wake.clear()
+            obj = _snapshot(body)
+            if (obj.get("metadata") or {}).get("deletionTimestamp"):
+                return  # the deletion handler takes over
+            try:
+                delay = await _in_thread(memo, _look, obj, memo, logger, body)
+            except Exception:
+                logger.exception(f"The look failed unexpectedly; looking again in {timing.busy:g} s.")
+                delay = timing.busy
         await _sleep(state, stopped, delay)
 
 
@@ -622,6 +700,7 @@ def _release(look: _Look, note: str, *, by_hand: bool = False) -> _Step:
         look.logger.warning(f"Could not remove the finalizer (retried in {KUBE_RETRY:g} s): {error}")
         return _Step(False, KUBE_RETRY)
     look.logger.info(note)
+    look.state.released = True
     metrics.forget(look.identity.uid)
     _post(look.obj, warning=by_hand, reason="Released" if by_hand else "Deleted", message=note)
     return _Step(True)
@@ -641,6 +720,8 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
     """One step of deleting the object, on the object as it is now."""
     state = _state(memo)
     timing = _config(memo).timing
+    if state.released:
+        return _Step(True)
     with state.lock, metrics.reconcile():
         kube: Kube = memo.kube
         try:
@@ -665,15 +746,23 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
             return _release(look, "Deleted: nothing had been created in SageMaker for this object")
         memory = core.memory_of(look.status, look.identity.generation)
         try:
-            observed = look.sagemaker.observe(desired, deleting=True)
-            observed = look.autoscaling.observe(
-                desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
+            _, decision = look.sagemaker.decide(
+                desired,
+                state.recall,
+                lambda observed: core.finalize(
+                    desired,
+                    look.autoscaling.observe(
+                        desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
+                    ),
+                    timing,
+                    memory,
+                ),
+                deleting=True,
             )
         except SageMakerError as error:
             delay = timing.busy if error.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"Cannot read SageMaker's state to delete {desired.endpoint_name}: {error}."
             return _stuck(look, "DeletionBlocked", message, delay)
-        decision = core.finalize(desired, observed, timing, memory)
         for note in decision.notes:
             logger.info(note)
             _post(obj, reason="Retained", message=note)
@@ -682,9 +771,10 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
             delay = timing.busy if failure.kind is not ErrorKind.TERMINAL else timing.steady
             message = f"SageMaker refused {failure.operation} {failure.name}: {failure}."
             return _stuck(look, "DeletionBlocked", message, delay)
-        look.publish(_status(look.status, decision.report, look.identity.generation, None, None))
         if decision.finished:
+            # No status first: the object is gone the moment the finalizer is; the Event says it all.
             return _release(look, decision.report.ready.message)
+        look.publish(_status(look.status, decision.report, look.identity.generation, None, None))
         return _Step(False, decision.requeue_after)
 
 
@@ -702,7 +792,8 @@ async def delete(meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
     while True:
         state.wake.clear()
         try:
-            step = await asyncio.to_thread(_delete_step, namespace, name, memo, logger)
+            async with _slot(memo):
+                step = await _in_thread(memo, _delete_step, namespace, name, memo, logger)
         except Exception:
             logger.exception(f"A deletion step failed unexpectedly; trying again in {timing.busy:g} s.")
             step = _Step(False, timing.busy)
@@ -739,7 +830,13 @@ def operator(
         kube = Kube(configuration)
     # Application Auto Scaling with SageMaker's settings and credentials unless given.
     autoscaling = autoscaling or AutoScaling.like(sagemaker)
-    memo = kopf.Memo(sagemaker=sagemaker, autoscaling=autoscaling, config=config, kube=kube)
+    memo = kopf.Memo(
+        sagemaker=sagemaker,
+        autoscaling=autoscaling,
+        config=config,
+        kube=kube,
+        slots=asyncio.Semaphore(config.max_workers),
+    )
     return kopf.operator(
         memo=memo,
         namespaces=namespaces or [],
@@ -752,6 +849,14 @@ def operator(
     )
 
 
+def _not_a_wake_up(record: logging.LogRecord) -> bool:
+    # kopf says "Handler 'notice' succeeded." for every event of every object: not worth a line (or the
+    # CPU to format it) unless asked for with --verbose.
+    return record.msg != "Handler 'notice' succeeded."
+
+
 def configure_logging(*, verbose: bool = False, json: bool = True) -> None:
     """Structured (JSON) logs by default, each line naming the object it is about."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json else kopf.LogFormat.FULL)
+    if not verbose:
+        logging.getLogger("kopf.objects").addFilter(_not_a_wake_up)

@@ -10,11 +10,12 @@ boto3's configuration chain (credentials, region) are honoured as boto3 does. Ev
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -22,7 +23,18 @@ import botocore.config
 import botocore.exceptions
 
 from mce_operator import metrics, naming
-from mce_operator.core import BUSY, Action, Desired, Observed, ObservedEndpoint, ObservedVariant, Tagged
+from mce_operator.core import (
+    BUSY,
+    SAGEMAKER,
+    Action,
+    Decision,
+    Desired,
+    Observed,
+    ObservedEndpoint,
+    ObservedVariant,
+    Tagged,
+    Timing,
+)
 from mce_operator.errors import ErrorKind, Rule, classify
 
 
@@ -78,6 +90,8 @@ class SageMakerSettings:
     max_attempts: int = 5
     calls_per_second: float = 10.0
     burst: int = 20
+    # Open connections kept per client: at least as many as looks run at once (kopf's max_workers).
+    max_connections: int = 32
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
 
@@ -132,21 +146,129 @@ def _deployment_phase(described: Mapping[str, Any]) -> str:
     return "; ".join(phases)
 
 
+# Calls that make something new: safe without reading first (an "already exists" answer says whether the
+# name was free). Every other action changes something that exists, whose owner is read first.
+CREATES = frozenset({"CreateModel", "CreateEndpointConfig", "CreateEndpoint"})
+
+
+@dataclass
+class _Known:
+    """The endpoint as this process last saw or made it."""
+
+    arn: str
+    # CreationTime as described; None until the first describe after this process created it. Another
+    # endpoint made under the same name (same ARN) has another CreationTime.
+    created: str | None
+    tags: dict[str, str]
+    # This process deleted it: its disappearance is expected.
+    deleting: bool = False
+
+
+@dataclass
+class Recall:
+    """What this process last read and did in SageMaker for one object: what a look need not read again.
+
+    A look always describes the endpoint. It reads the models, configs and tags only when it cannot trust
+    what it remembers: in a new process (nothing remembered), once ``drift`` seconds have passed since they
+    were all read (jittered down by up to a quarter, so that objects created together do not all read at
+    once: drift made out of band is found then), when the spec names other resources or tags, when the
+    endpoint is not the one remembered (made again, moved to a config not remembered), and after any
+    failed or surprising call. What the operator itself creates, tags or deletes is remembered as done,
+    and before changing anything it did not just read, it reads that resource's tags again
+    (:meth:`SageMaker.confirm`).
+    """
+
+    drift: float = Timing().drift
+    valid: bool = False
+    # The desired names and tags the remembered listing was made for.
+    key: tuple[Any, ...] = ()
+    # When every model, config and tag was last read, and when they will be read again (the adapter's clock).
+    checked_at: float = 0.0
+    due_at: float = 0.0
+    # The endpoint (None: known absent), and every model and config with the endpoint's name prefix, by
+    # lowercase name, whoever owns them.
+    endpoint: _Known | None = None
+    models: dict[str, Tagged] = field(default_factory=dict)
+    configs: dict[str, Tagged] = field(default_factory=dict)
+    # Config (lowercase) -> the models (lowercase) its variants use: a config's content never changes.
+    served_by: dict[str, frozenset[str]] = field(default_factory=dict)
+    # During one look: the ARNs whose tags it read, and whether it listed the models and configs.
+    fresh: set[str] = field(default_factory=set)
+    listed: bool = False
+
+    def forget(self) -> None:
+        """Trust nothing remembered: the next look reads everything."""
+        self.valid = False
+
+    def _restart(self, key: tuple[Any, ...], now: float) -> None:
+        self.key = key
+        self.checked_at = now
+        self.due_at = now + self.drift * (1 - 0.25 * random.random())  # not a secret: a spread
+        self.endpoint = None
+        self.models, self.configs, self.served_by = {}, {}, {}
+
+    def _tags_of(self, arn: str) -> dict[str, str] | None:
+        if self.endpoint is not None and self.endpoint.arn == arn:
+            return self.endpoint.tags
+        for item in (*self.models.values(), *self.configs.values()):
+            if item.arn == arn:
+                return dict(item.tags)
+        return None
+
+    def _set_tags(self, arn: str, tags: dict[str, str]) -> None:
+        if self.endpoint is not None and self.endpoint.arn == arn:
+            self.endpoint.tags = tags
+        for items in (self.models, self.configs):
+            for name, item in items.items():
+                if item.arn == arn:
+                    items[name] = dataclasses.replace(item, tags=tags)
+
+
+def _key(desired: Desired, region: str | None) -> tuple[Any, ...]:
+    identity = desired.identity
+    return (
+        region,
+        desired.endpoint_name.lower(),
+        desired.model_name.lower(),
+        desired.config_name.lower(),
+        tuple(sorted(desired.tags.items())),
+        identity.namespace,
+        identity.name,
+        identity.uid,
+        identity.adopt,
+    )
+
+
 class SageMaker:
-    def __init__(self, settings: SageMakerSettings = SageMakerSettings(), session: Any = None) -> None:
+    def __init__(
+        self,
+        settings: SageMakerSettings = SageMakerSettings(),
+        session: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self._session = session or boto3.session.Session()
         self._limiter = RateLimiter(settings.calls_per_second, settings.burst)
         self._clients: dict[str | None, Any] = {}
         self._lock = threading.Lock()
+        self._clock = clock
 
     def default_region(self) -> str | None:
         """The region of objects without spec.region: the setting, else boto3's own resolution."""
         region: str | None = self.client(None).meta.region_name
         return region
 
+    def start(self) -> None:
+        """Make the default region's client now (loading botocore's SageMaker model takes a fifth of a
+        second), not in the first look, which would keep every other look waiting on it."""
+        self.client(None)
+
+    def _region(self, region: str | None) -> str | None:
+        # One client per actual region: an object without spec.region and its own ARN's region are one.
+        return region or self.settings.region or self._session.region_name or None
+
     def client(self, region: str | None) -> Any:
-        region = region or self.settings.region
+        region = self._region(region)
         try:
             return self._client(region)
         except botocore.exceptions.BotoCoreError as error:
@@ -162,6 +284,7 @@ class SageMaker:
                     retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
                     connect_timeout=self.settings.connect_timeout,
                     read_timeout=self.settings.read_timeout,
+                    max_pool_connections=self.settings.max_connections,
                     user_agent_extra="mce-operator",
                 )
                 client = self._session.client(
@@ -215,7 +338,7 @@ class SageMaker:
             if not token:
                 return tags
 
-    def _list(self, client: Any, operation: str, key: str, endpoint_name: str) -> Iterator[tuple[str, str]]:
+    def _listed(self, client: Any, operation: str, key: str, endpoint_name: str) -> Iterator[tuple[str, str]]:
         prefix = naming.name_prefix(endpoint_name)
         token: str | None = None
         name_key, arn_key = key.removesuffix("s") + "Name", key.removesuffix("s") + "Arn"
@@ -233,59 +356,169 @@ class SageMaker:
 
     def _tagged(self, client: Any, operation: str, key: str, endpoint_name: str) -> list[Tagged]:
         found = []
-        for name, arn in self._list(client, operation, key, endpoint_name):
+        for name, arn in self._listed(client, operation, key, endpoint_name):
             tags = self._tags(client, arn, name)
             if tags is not None:
                 found.append(Tagged(name=name, arn=arn, tags=tags))
         return found
 
-    def observe(self, desired: Desired, *, deleting: bool = False) -> Observed:
-        """The endpoint, and the models and configs named after it. ``deleting``: every owned model and
-        config may be deleted, so what the endpoint serves is always read in full."""
-        client = self.client(desired.region)
-        endpoint: ObservedEndpoint | None = None
+    def _describe(self, client: Any, name: str) -> dict[str, Any] | None:
         try:
-            described = self._call(
-                client, "DescribeEndpoint", desired.endpoint_name, EndpointName=desired.endpoint_name
-            )
+            return self._call(client, "DescribeEndpoint", name, EndpointName=name)
         except SageMakerError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise
-        else:
-            tags = self._tags(client, described["EndpointArn"], desired.endpoint_name)
-            if tags is not None:
-                endpoint = ObservedEndpoint(
-                    name=described["EndpointName"],
-                    arn=described["EndpointArn"],
-                    status=described["EndpointStatus"],
-                    config_name=described.get("EndpointConfigName", ""),
-                    failure_reason=described.get("FailureReason", "") or "",
-                    tags=tags,
-                    variants=_variants(described),
-                    deployment_phase=_deployment_phase(described),
-                )
+        return None
+
+    def observe(
+        self,
+        desired: Desired,
+        recall: Recall | None = None,
+        *,
+        deleting: bool = False,
+        untouched: bool = False,
+    ) -> Observed:
+        """The endpoint, and the models and configs named after it.
+
+        Without ``recall``, everything is read. With it, only the endpoint is described when the rest can
+        be trusted (see :class:`Recall`), and what is read is remembered. ``untouched``: the operator has
+        never acted for this object (its status names no endpoint), so when there is no endpoint nothing
+        of its own can exist and nothing is listed. ``deleting``: every owned model and config may be
+        deleted, so what the endpoint serves is always read in full."""
+        client = self.client(desired.region)
+        described = self._describe(client, desired.endpoint_name)
+        recall = recall if recall is not None else Recall()
+        recall.fresh, recall.listed = set(), False
+        now = self._clock()
+        key = _key(desired, self._region(desired.region))
+        if not recall.valid and untouched and described is None:
+            recall._restart(key, now)
+            recall.valid = True
+        full = not recall.valid or now >= recall.due_at
+        if full:
+            recall.valid = False  # until every read below has succeeded
+        same = not full and self._same_endpoint(recall, described)
+        endpoint = self._endpoint(client, described, recall, trust=same)
         identity = desired.identity
         owned = endpoint is not None and naming.names_owner(
             endpoint.tags, identity.namespace, identity.name, identity.uid, adopt=identity.adopt
         )
-        if endpoint is not None and owned and endpoint.status in BUSY:
-            # While SageMaker is busy the only possible decision is to wait (or, for a foreign endpoint,
-            # to refuse): listing models and configs and reading their tags would be wasted calls.
+        if endpoint is not None and owned and (endpoint.status in BUSY or deleting):
+            # The only possible decisions are to wait or to delete the endpoint (or, for a foreign one, to
+            # refuse): listing models and configs and reading their tags would be wasted calls.
+            self._remember_endpoint(recall, described, endpoint)
             return Observed(endpoint=endpoint)
-        models = self._tagged(client, "ListModels", "Models", desired.endpoint_name)
-        configs = self._tagged(client, "ListEndpointConfigs", "EndpointConfigs", desired.endpoint_name)
+        if full:
+            recall._restart(key, now)
+            self._list(client, desired, recall, trust=False)
+        elif recall.key != key or not same or not self._configs_known(recall, described):
+            self._list(client, desired, recall, trust=True)
+            recall.key = key
+        self._remember_endpoint(recall, described, endpoint)
+        recall.valid = True
+        models, configs = list(recall.models.values()), list(recall.configs.values())
         served: set[str] = set()
-        if endpoint is not None:
+        if described is not None:
             keep = set() if deleting else {desired.model_name.lower(), desired.config_name.lower()}
-            served = self._served(client, described, keep, [*models, *configs])
+            served = self._served(client, described, keep, [*models, *configs], recall, cached=not full)
         return Observed(endpoint=endpoint, models=models, configs=configs, served=frozenset(served))
 
+    @staticmethod
+    def _same_endpoint(recall: Recall, described: Mapping[str, Any] | None) -> bool:
+        """Whether the endpoint is the one remembered (or gone as expected)."""
+        known = recall.endpoint
+        if described is None:
+            return known is None or known.deleting
+        if known is None or described.get("EndpointArn") != known.arn:
+            return False
+        created = str(described.get("CreationTime"))
+        if known.created is None:
+            known.created = created  # the one this process made: first described now
+        return known.created == created
+
+    @staticmethod
+    def _configs_known(recall: Recall, described: Mapping[str, Any] | None) -> bool:
+        """Whether every config the endpoint uses or moves to is remembered."""
+        if described is None:
+            return True
+        pending = described.get("PendingDeploymentSummary") or {}
+        names = {described.get("EndpointConfigName") or "", pending.get("EndpointConfigName") or ""}
+        return all(name.lower() in recall.configs for name in names if name)
+
+    def _endpoint(
+        self, client: Any, described: Mapping[str, Any] | None, recall: Recall, *, trust: bool
+    ) -> ObservedEndpoint | None:
+        if described is None:
+            return None
+        if trust and recall.endpoint is not None:
+            tags: dict[str, str] | None = recall.endpoint.tags
+        else:
+            tags = self._tags(client, described["EndpointArn"], described["EndpointName"])
+            recall.fresh.add(described["EndpointArn"])
+        if tags is None:
+            return None
+        return ObservedEndpoint(
+            name=described["EndpointName"],
+            arn=described["EndpointArn"],
+            status=described["EndpointStatus"],
+            config_name=described.get("EndpointConfigName", ""),
+            failure_reason=described.get("FailureReason", "") or "",
+            tags=dict(tags),
+            variants=_variants(described),
+            deployment_phase=_deployment_phase(described),
+        )
+
+    @staticmethod
+    def _remember_endpoint(
+        recall: Recall, described: Mapping[str, Any] | None, endpoint: ObservedEndpoint | None
+    ) -> None:
+        if described is None or endpoint is None:
+            recall.endpoint = None
+            return
+        known = recall.endpoint
+        created = str(described.get("CreationTime"))
+        deleting = (
+            known is not None and known.deleting and known.arn == endpoint.arn and known.created == created
+        )
+        recall.endpoint = _Known(
+            arn=endpoint.arn, created=created, tags=dict(endpoint.tags), deleting=deleting
+        )
+
+    def _list(self, client: Any, desired: Desired, recall: Recall, *, trust: bool) -> None:
+        """List the models and configs; read the tags of those not remembered (of all unless ``trust``)."""
+        for operation, key, known in (
+            ("ListModels", "Models", recall.models),
+            ("ListEndpointConfigs", "EndpointConfigs", recall.configs),
+        ):
+            found: dict[str, Tagged] = {}
+            for name, arn in self._listed(client, operation, key, desired.endpoint_name):
+                remembered = known.get(name.lower())
+                if trust and remembered is not None and remembered.arn == arn:
+                    found[name.lower()] = remembered
+                    continue
+                tags = self._tags(client, arn, name)
+                recall.fresh.add(arn)
+                if tags is not None:
+                    found[name.lower()] = Tagged(name=name, arn=arn, tags=tags)
+            known.clear()
+            known.update(found)
+        recall.served_by = {k: v for k, v in recall.served_by.items() if k in recall.configs}
+        recall.listed = True
+
     def _served(
-        self, client: Any, described: Mapping[str, Any], keep: set[str], listed: list[Tagged]
+        self,
+        client: Any,
+        described: Mapping[str, Any],
+        keep: set[str],
+        listed: Sequence[Tagged],
+        recall: Recall,
+        *,
+        cached: bool,
     ) -> set[str]:
         """The configs (current and pending) the endpoint uses and the models in them, lowercase. The
         configs' models are read only when something besides what is kept anyway (the desired model
-        and config) exists, i.e. when the core might delete something: a steady object costs no call."""
+        and config) exists, i.e. when the core might delete something: a steady object costs no call;
+        and, with ``cached``, only when not remembered."""
         configs = {described.get("EndpointConfigName") or ""}
         pending = described.get("PendingDeploymentSummary") or {}
         configs.add(pending.get("EndpointConfigName") or "")
@@ -294,15 +527,21 @@ class SageMaker:
         if all(item.name.lower() in keep | served for item in listed):
             return served
         for config in configs:
+            remembered = recall.served_by.get(config.lower()) if cached else None
+            if remembered is not None:
+                served |= remembered
+                continue
             try:
                 page = self._call(client, "DescribeEndpointConfig", config, EndpointConfigName=config)
             except SageMakerError as error:
                 if error.kind is ErrorKind.NOT_FOUND:
                     continue
                 raise
-            served |= {
+            models = frozenset(
                 str(variant.get("ModelName", "")).lower() for variant in page.get("ProductionVariants", [])
-            }
+            )
+            recall.served_by[config.lower()] = models
+            served |= models
         return served
 
     def variant_instance_types(self, region: str | None, config: str) -> dict[str, str] | None:
@@ -320,20 +559,117 @@ class SageMaker:
             for variant in page.get("ProductionVariants", [])
         }
 
+    def decide(
+        self,
+        desired: Desired,
+        recall: Recall | None,
+        decide: Callable[[Observed], Decision],
+        *,
+        deleting: bool = False,
+        untouched: bool = False,
+    ) -> tuple[Observed, Decision]:
+        """Observe, let ``decide`` choose, and confirm the owner of whatever the decision changes; when a
+        confirmation fails, observe everything afresh and choose again (that second decision stands on
+        fresh reads only)."""
+        for _ in range(3):
+            observed = self.observe(desired, recall, deleting=deleting, untouched=untouched)
+            decision = decide(observed)
+            if self.confirm(desired.region, decision.actions, recall):
+                return observed, decision
+        # Only if owners change between two reads of one look, again and again.
+        raise SageMakerError("confirm", desired.endpoint_name, "OwnersChanging", "tags kept changing")
+
+    def confirm(self, region: str | None, actions: Sequence[Action], recall: Recall | None) -> bool:
+        """Before changing anything this look did not read: read its tags (its owner) again. False when
+        they are not what was remembered: the recall is dropped, and the look must be made again."""
+        if recall is None:
+            return True
+        client = self.client(region)
+        for action in actions:
+            arn = self._target(action, recall)
+            if arn is None or arn in recall.fresh:
+                continue
+            tags = self._tags(client, arn, action.name)
+            if tags is None or tags != recall._tags_of(arn):
+                recall.forget()
+                return False
+            recall.fresh.add(arn)
+        return True
+
+    @staticmethod
+    def _target(action: Action, recall: Recall) -> str | None:
+        """The ARN of what an action changes, as remembered (None: a creation, or nothing remembered). An
+        Application Auto Scaling call changes the endpoint's variants: the endpoint's owner is read."""
+        if action.operation in CREATES and action.service == SAGEMAKER:
+            return None
+        if "ResourceArn" in action.params:
+            return str(action.params["ResourceArn"])
+        if action.operation in ("UpdateEndpoint", "DeleteEndpoint") or action.service != SAGEMAKER:
+            return recall.endpoint.arn if recall.endpoint is not None else None
+        items = recall.models if action.operation == "DeleteModel" else recall.configs
+        item = items.get(action.name.lower())
+        return item.arn if item is not None else None
+
     # --- acting ---------------------------------------------------------------------------------
 
-    def execute(self, region: str | None, action: Action) -> None:
-        """Carry out one action. Repeating it after a crash is safe: a create that finds its own name
-        taken and a delete that finds nothing both count as done."""
+    def execute(self, region: str | None, action: Action, recall: Recall | None = None) -> None:
+        """Carry out one action, and remember its outcome in ``recall``. Repeating it after a crash is
+        safe: a delete that finds nothing counts as done, and so does a create that finds its own name
+        taken when this look listed what exists (else the name may be someone else's: the recall is
+        dropped and the "already exists" error raised, for a look that reads everything)."""
         client = self.client(region)
         try:
-            self._call(client, action.operation, action.name, **dict(action.params))
+            result = self._call(client, action.operation, action.name, **dict(action.params))
         except SageMakerError as error:
             if error.kind is ErrorKind.NOT_FOUND and action.operation.startswith("Delete"):
+                self._remember(recall, action, {})
                 return
-            if error.kind is ErrorKind.EXISTS and action.operation.startswith("Create"):
+            if recall is not None:
+                # Whatever happened (it may even have been done), it is not known: read it all again.
+                recall.forget()
+            listed = recall is None or recall.listed
+            if error.kind is ErrorKind.EXISTS and action.operation in CREATES and listed:
                 return
             raise
+        self._remember(recall, action, result)
+
+    @staticmethod
+    def _remember(recall: Recall | None, action: Action, result: Mapping[str, Any]) -> None:
+        """What the action made true, as a read would now show it."""
+        if recall is None:
+            return
+        params, name = action.params, action.name.lower()
+        tags = {item["Key"]: item["Value"] for item in params.get("Tags") or []}
+        operation = action.operation
+        if operation == "CreateModel":
+            recall.models[name] = Tagged(name=action.name, arn=str(result["ModelArn"]), tags=tags)
+        elif operation == "CreateEndpointConfig":
+            arn = str(result["EndpointConfigArn"])
+            recall.configs[name] = Tagged(name=action.name, arn=arn, tags=tags)
+            variants = params.get("ProductionVariants") or []
+            recall.served_by[name] = frozenset(str(v.get("ModelName", "")).lower() for v in variants)
+        elif operation == "CreateEndpoint":
+            recall.endpoint = _Known(arn=str(result["EndpointArn"]), created=None, tags=tags)
+        elif operation == "DeleteEndpoint" and recall.endpoint is not None:
+            recall.endpoint.deleting = True
+        elif operation == "DeleteModel":
+            recall.models.pop(name, None)
+        elif operation == "DeleteEndpointConfig":
+            recall.configs.pop(name, None)
+            recall.served_by.pop(name, None)
+        elif operation in ("AddTags", "DeleteTags"):
+            arn = str(params["ResourceArn"])
+            current = recall._tags_of(arn)
+            if current is None:
+                recall.forget()
+                return
+            if operation == "AddTags":
+                current.update(tags)
+            else:
+                for key in params.get("TagKeys") or []:
+                    current.pop(key, None)
+            recall._set_tags(arn, dict(current))
+            recall.fresh.add(arn)
 
     # --- previewing -----------------------------------------------------------------------------
 

@@ -363,3 +363,25 @@ def test_steady_state_writes_nothing(running: Harness) -> None:
     assert obj["metadata"]["resourceVersion"] == version, obj
     assert len(running.events("steady")) == events
     assert running.mutations("e2e-steady") == running.mutations("e2e-steady")[:3]
+
+
+def test_the_status_names_the_endpoint_before_anything_is_created(running: Harness) -> None:
+    """A new object is not listed in SageMaker: that is safe only because nothing is created for it before
+    its status names the endpoint. The first status write is refused once: no create may come before the
+    write that is accepted."""
+    refused: list[float] = []
+
+    def first_status_write(data: Any) -> bool:
+        refused.append(time.time())
+        return True
+
+    running.kube.inject(
+        "PATCH", 500, plural="multicontainerendpoints", name="early", subresource="status",
+        match=first_status_write,
+    )  # fmt: skip
+    running.create(manifest("early"))
+    running.wait_ready("early")
+    assert len(refused) == 1
+    creates = running.calls("e2e-early", "CreateModel")
+    assert len(creates) == 1 and creates[0].time > refused[0]
+    assert not running.calls("e2e-early", "ListModels")

@@ -47,22 +47,27 @@ MINIMUM: dict[str, tuple[int, str]] = {
     "ListTags": (
         6,
         "The minimum reads ownership only before changing what it did not just create: the endpoint "
-        "before UpdateEndpoint and DeleteEndpoint, each model/config before deleting it. The operator "
-        "reads the tags of every resource it finds on every look at an endpoint that is not busy "
-        "(ownership and tag drift).",
+        "before UpdateEndpoint and DeleteEndpoint, each model/config before deleting it. So does the "
+        "operator: what it creates or tags it remembers, and it reads a resource's tags again before "
+        "changing it. It also reads every tag in a full look (a new process, and once per drift interval: "
+        "tag drift and ownership), and the tags of resources it finds and does not know.",
     ),
     "ListModels": (
         0,
-        "A minimal operator could trust deterministic names and its memory. The operator lists on every "
-        "look at an endpoint that is not busy, to find half-done work after a crash, superseded models "
-        "of any earlier spec and names held by someone else.",
+        "A minimal operator could trust deterministic names and its memory. The operator lists when the "
+        "spec names other resources than its last listing (names held by someone else, superseded "
+        "models of any earlier spec), in a full look (a new process: half-done work after a crash; once "
+        "per drift interval: out-of-band changes), and when the endpoint is not the one it remembers. "
+        "Not for a new object: its status names the endpoint before anything is created for it, so "
+        "with no such status nothing of its own can exist.",
     ),
     "ListEndpointConfigs": (0, "Likewise, for endpoint configs."),
     "DescribeEndpointConfig": (
         0,
-        "Before deleting a superseded model or config, the operator reads which models the configs the "
+        "Before deleting a superseded model or config, the operator needs which models the configs the "
         "endpoint serves use, so that nothing an endpoint still serves is deleted (what-users-hit #4), "
-        "whatever the tags say. Only when there is something to delete.",
+        "whatever the tags say. Only when there is something to delete, and read only for a config this "
+        "process did not create itself (a config's content never changes).",
     ),
 }
 
@@ -190,15 +195,27 @@ def render(fast: Run, typical: Run) -> str:
         "",
         "  No tag call is made: the tags are given at creation. A tag-only change costs one `AddTags` "
         "and/or one `DeleteTags` per resource (endpoint, model, config) and nothing else.",
-        "- One look costs `DescribeEndpoint` + `ListModels` + `ListEndpointConfigs` + one `ListTags` per "
-        "resource found (the endpoint and each model/config with the endpoint's name prefix): 6 reads "
-        "for an endpoint at rest, 8 while an old and a new model/config coexist, 3 when nothing exists. "
-        "While the endpoint is Creating, Updating or Deleting a look is only `DescribeEndpoint` + the "
-        "endpoint's `ListTags`: waiting is the only possible decision then.",
+        "- Every look describes the endpoint. The rest is read only when what the process remembers of "
+        "the object (`sagemaker.Recall`: what it last read, and what its own calls made) cannot be "
+        "trusted. A **full look** reads `ListModels` + `ListEndpointConfigs` + one `ListTags` per "
+        "resource found (6 reads for an endpoint at rest): in a new process, and at most one drift "
+        f"interval (`--drift-interval`, {TIMING.drift:g} s, less up to a quarter at random so that objects "
+        "created together spread out) after the last one. It **relists** (the two List calls, and the "
+        "tags of what it does not know) when the spec names other resources, or the endpoint is not the "
+        "one it remembers. Otherwise a look is `DescribeEndpoint` alone.",
+        "- Before any call that changes what exists (UpdateEndpoint, a delete, a tag change), the "
+        "operator reads the tags of its target unless this look just read them; if they are not what it "
+        'remembered, it reads everything and decides again. A create needs no read: an "already '
+        'exists" it did not expect makes it read everything and decide again.',
         "- After the cleanup that follows an update, the operator looks once more (busy interval) before "
         "settling on the steady interval; that confirming look is the update's last one.",
-        "- At rest, the drift timer makes one look per steady interval "
-        f"({TIMING.steady:g} s): 6 reads per endpoint, no mutating call.",
+        f"- At rest: one look per steady interval ({TIMING.steady:g} s), `DescribeEndpoint` alone, and a "
+        f"full look every {0.75 * TIMING.drift:g} to {TIMING.drift:g} s: "
+        f"{1 + 5 * TIMING.steady / TIMING.drift:.2f} to {1 + 5 * TIMING.steady / (0.75 * TIMING.drift):.2f} "
+        "reads per steady interval on average, no mutating call. A change made outside the operator to "
+        "the endpoint (deleted, failed, moved to another config) is seen within a steady interval; to a "
+        f"model, a config or a tag, within the drift interval and one steady interval "
+        f"({(TIMING.drift + TIMING.steady) / 60:g} min at the defaults).",
         "- While SageMaker works, reads grow with its duration: one look per busy interval. A longer "
         "`--busy-interval` trades reaction time for fewer reads; the client-side rate limit "
         "(`--calls-per-second`) caps the total across all objects.",

@@ -1,10 +1,14 @@
 """Core + adapters against the emulator, driven the way the operator's handlers drive them.
 
-``Harness.converge`` is the handler's loop without Kubernetes: observe (SageMaker, then Application Auto
-Scaling) -> reconcile -> execute each action by its service's adapter -> remember ``lastDeployment`` once
-every action succeeded, or a terminal failure for this generation, and the scalable target observed
-(``handlers._look_locked``/``core.memory_of``). It can stop after the k-th mutating call, as if the
-operator had crashed there; what the status would then hold is what the next converge starts from.
+``Harness.converge`` is the handler's loop without Kubernetes (``handlers._look_locked``): observe
+(SageMaker with the object's ``Recall``, then Application Auto Scaling), reconcile and confirm
+(``SageMaker.decide``) -> execute each action by its service's adapter -> remember ``lastDeployment``
+once every action succeeded, or a terminal failure for this generation, and the scalable target observed
+(``core.memory_of``). Like the handler, it says the object is no longer untouched (the status names its
+endpoint) before the first action, and looks again at once after an "already exists" its recall did not
+expect. It can stop after the k-th mutating call, as if the operator had crashed there: the next
+converge is then a new process (nothing recalled) starting from what the status would hold.
+``pass_time`` moves the SageMaker adapter's clock, e.g. past the drift interval.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from mce_operator.api import parse_spec
 from mce_operator.autoscaling import AutoScaling
 from mce_operator.emulator import Emulator
 from mce_operator.errors import ErrorKind
-from mce_operator.sagemaker import SageMaker, SageMakerError, SageMakerSettings
+from mce_operator.sagemaker import Recall, SageMaker, SageMakerError, SageMakerSettings
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}"
@@ -111,6 +115,23 @@ class Harness:
     sleep: Callable[[float], None] = time.sleep
     # Mutating calls executed by converge/finalize so far (the crash counter).
     executed: int = 0
+    # The process's memory of this object's SageMaker resources (a crash starts a new one).
+    recall: Recall = field(default_factory=Recall)
+    # Whether the status names an endpoint (written before the first action, and never lost).
+    touched: bool = False
+    # Added to time.monotonic() for the adapter (see make_harness).
+    offset: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.recall.drift = self.timing.drift
+
+    def restart(self) -> None:
+        """A new operator process: nothing recalled."""
+        self.recall = Recall(drift=self.timing.drift)
+
+    def pass_time(self, seconds: float) -> None:
+        """Move the adapter's clock (not the emulator's) forward."""
+        self.offset += seconds
 
     def _run(
         self,
@@ -121,29 +142,45 @@ class Harness:
         rounds: int,
         crash_after: int | None,
         done: Callable[[core.Decision], bool],
+        deleting: bool = False,
     ) -> Result:
         history: list[dict[str, Any]] = []
         decisions: list[core.Decision] = []
         for round_number in range(1, rounds + 1):
             try:
-                observed = self.observe(target, memory)
+                _, decision = self.sagemaker.decide(
+                    target,
+                    self.recall,
+                    lambda observed: decide(target, self._scaled(target, observed, memory), memory),  # noqa: B023
+                    deleting=deleting,
+                    untouched=not self.touched and not deleting,
+                )
             except SageMakerError as error:
                 assert error.kind is ErrorKind.RETRY, error
                 self.sleep(self.timing.busy)
                 continue
-            decision = decide(target, observed, memory)
             decisions.append(decision)
+            if decision.actions and not self.touched:
+                self.touched = True
+                intent = decision.last_deployment
+                if intent is not None and intent.from_endpoint_config_name is None:
+                    memory = replace(memory, last_deployment=intent)
             failure: SageMakerError | None = None
             for action in decision.actions:
-                adapter = self.autoscaling if action.service == core.AUTOSCALING else self.sagemaker
                 try:
-                    adapter.execute(target.region, action)
+                    if action.service == core.AUTOSCALING:
+                        self.autoscaling.execute(target.region, action)
+                    else:
+                        self.sagemaker.execute(target.region, action, self.recall)
                 except SageMakerError as error:
                     failure = error
                     break
                 self.executed += 1
                 if crash_after is not None and self.executed >= crash_after:
+                    self.restart()
                     raise Crash(memory)
+            if failure is not None and failure.kind is ErrorKind.EXISTS:
+                continue  # the handler looks again at once, reading everything
             # status.autoscaling: what the look observed (or remembered), written whatever happened.
             memory = replace(memory, autoscaling=decision.report.autoscaling)
             if failure is None:
@@ -195,10 +232,14 @@ class Harness:
             rounds=rounds,
             crash_after=None,
             done=lambda decision: decision.finished,
+            deleting=True,
         )
 
     def observe(self, target: core.Desired, memory: core.Memory, *, deleting: bool = False) -> core.Observed:
-        observed = self.sagemaker.observe(target, deleting=deleting)
+        """Everything, read afresh (no recall)."""
+        return self._scaled(target, self.sagemaker.observe(target, deleting=deleting), memory)
+
+    def _scaled(self, target: core.Desired, observed: core.Observed, memory: core.Memory) -> core.Observed:
         return self.autoscaling.observe(
             target, observed, remembered=memory.autoscaling is not None, sagemaker=self.sagemaker
         )
@@ -266,12 +307,14 @@ def make_harness(
     boto3 client for assertions."""
     settings.setdefault("calls_per_second", 0)
     sagemaker = SageMaker(
-        SageMakerSettings(region="us-east-1", endpoint_url=emu.url, **settings), session=_SESSION
+        SageMakerSettings(region="us-east-1", endpoint_url=emu.url, **settings),
+        session=_SESSION,
+        clock=lambda: time.monotonic() + harness.offset,
     )
     plain = botocore.config.Config(retries={"mode": "standard", "max_attempts": 1})
     client = _SESSION.client("sagemaker", endpoint_url=emu.url, config=plain)
     scaling_client = _SESSION.client("application-autoscaling", endpoint_url=emu.url, config=plain)
-    return Harness(
+    harness = Harness(
         emu,
         sagemaker,
         client,
@@ -280,3 +323,4 @@ def make_harness(
         timing=timing,
         sleep=sleep,
     )
+    return harness

@@ -15,10 +15,12 @@ import pytest
 from reconciler_kit import (
     ENDPOINT,
     IDENTITY,
+    TIMING,
     Crash,
     Harness,
     Result,
     desired,
+    is_mutating,
     make_harness,
     next_generation,
     spec,
@@ -272,12 +274,64 @@ def test_model_and_config_deleted_out_of_band_are_made_again(harness: Harness, e
     harness.client.delete_endpoint_config(EndpointConfigName=target.config_name)
     harness.client.delete_model(ModelName=target.model_name)
     emu.clear_calls()
+    # Within the drift interval a steady look only describes the endpoint, which shows nothing amiss.
+    harness.converge(raw, memory=created.memory)
+    assert [call.operation for call in emu.calls] == ["DescribeEndpoint"]
+    # The first look after it reads every model, config and tag: the deletion is found and repaired.
+    harness.pass_time(TIMING.drift)
     harness.converge(raw, memory=created.memory)
     assert harness.mutating_calls() == [
         ("CreateModel", target.model_name),
         ("CreateEndpointConfig", target.config_name),
     ]
     assert_only(harness, target)
+
+
+def test_drift_is_found_by_a_new_process_at_once(harness: Harness, emu: Emulator) -> None:
+    raw = spec()
+    target = desired(raw)
+    created = harness.converge(raw)
+    harness.client.delete_model(ModelName=target.model_name)
+    harness.restart()
+    emu.clear_calls()
+    harness.converge(raw, memory=created.memory)
+    assert harness.mutating_calls() == [("CreateModel", target.model_name)]
+    assert_only(harness, target)
+
+
+def test_steady_looks_describe_the_endpoint_only_until_the_drift_interval(
+    harness: Harness, emu: Emulator
+) -> None:
+    raw = spec()
+    created = harness.converge(raw)
+    emu.clear_calls()
+    for _ in range(3):
+        harness.converge(raw, memory=created.memory)
+    assert [call.operation for call in emu.calls] == ["DescribeEndpoint"] * 3
+    emu.clear_calls()
+    harness.pass_time(TIMING.drift)
+    harness.converge(raw, memory=created.memory)
+    assert Counter(call.operation for call in emu.calls) == {
+        "DescribeEndpoint": 1,
+        "ListModels": 1,
+        "ListEndpointConfigs": 1,
+        "ListTags": 3,
+    }
+    assert harness.mutating_calls() == []
+
+
+def test_a_tag_changed_out_of_band_is_read_before_the_resource_is_changed(
+    harness: Harness, emu: Emulator
+) -> None:
+    """What a steady look remembers is not trusted for a change: the owner's tags are read first."""
+    raw = spec()
+    created = harness.converge(raw)
+    arn = harness.endpoint()["EndpointArn"]
+    harness.client.add_tags(ResourceArn=arn, Tags=[{"Key": naming.TAG_UID, "Value": "someone-else"}])
+    emu.clear_calls()
+    refused = harness.converge(with_scorer("scorer:2.1"), generation(2), created.memory)
+    assert refused.conditions["Degraded"] == "True/NotOwned"
+    assert harness.mutating_calls() == []
 
 
 # --- Ownership -------------------------------------------------------------------------------------
@@ -318,6 +372,26 @@ def test_a_foreign_endpoint_is_never_updated_nor_deleted(harness: Harness, emu: 
     assert harness.mutating_calls() == []
     assert harness.endpoint()["EndpointConfigName"] == "legacy"
     assert target.model_name not in harness.models()
+
+
+def test_a_new_object_whose_model_name_is_taken_reads_everything_and_refuses(
+    harness: Harness, emu: Emulator
+) -> None:
+    """A new object is not listed: its first create finds the name taken, and that look is made again
+    reading everything, which shows whose the model is."""
+    raw = spec()
+    target = desired(raw)
+    request = {k: v for k, v in target.model_request.items()}
+    harness.client.create_model(**request, Tags=[{"Key": "team", "Value": "someone-else"}])
+    emu.clear_calls()
+    refused = harness.converge(raw)
+    assert refused.conditions["Degraded"] == "True/NotOwned"
+    assert [(c.operation, c.outcome) for c in emu.calls if is_mutating(c.operation)] == [
+        ("CreateModel", "ValidationException")
+    ]
+    assert [c.operation for c in emu.calls][:2] == ["DescribeEndpoint", "CreateModel"]
+    assert "ListModels" in [c.operation for c in emu.calls]
+    assert harness.configs() == set() and harness.endpoints() == set()
 
 
 def test_retain_then_adoption_by_a_recreated_object(harness: Harness, emu: Emulator) -> None:
@@ -434,7 +508,9 @@ def test_throttling_and_server_errors_still_converge(emu: Emulator) -> None:
 
 def test_rate_limit_spaces_calls(emu: Emulator) -> None:
     harness = make_harness(emu, calls_per_second=40, burst=1)
-    harness.converge(spec())
+    created = harness.converge(spec())
+    harness.converge(with_scorer("scorer:2.1"), generation(2), created.memory)
+    harness.finalize(with_scorer("scorer:2.1"), generation(2))
     times = [call.time for call in emu.calls]
     assert len(times) > 10
     assert (len(times) - 1) / (times[-1] - times[0]) <= 40 * 1.1
