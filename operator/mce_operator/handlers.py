@@ -633,6 +633,7 @@ async def keep_up(
             except Exception:
                 logger.exception(f"The look failed unexpectedly; looking again in {timing.busy:g} s.")
                 delay = timing.busy
+            del obj  # not kept while the daemon sleeps: a copy of the object each, for every object
         await _sleep(state, stopped, delay)
 
 
