@@ -67,6 +67,7 @@ MINIMUM_READS = 12
 # What the floor makes per object to create it: three creates, a DescribeEndpoint before and after.
 MINIMUM_CREATE_CALLS = 5
 THREADS = 20  # the operator's default worker threads (handlers.OperatorConfig.max_workers)
+APPLIERS = 8  # the bench's own threads creating, changing and deleting the objects
 MARK_BEGIN = "<!-- bench:begin -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -477,6 +478,19 @@ class Run:
     def _until(self, what: str, check: Callable[[list[dict[str, Any]]], bool], timeout: float) -> None:
         _wait(what, lambda: check(self._objects()), timeout, self._pause())
 
+    def _apply(self, write: Callable[[int], Any]) -> dict[str, float]:
+        """One write per object, from APPLIERS threads (as a GitOps tool applies many manifests); when each
+        was sent, by name."""
+        sent: dict[str, float] = {}
+
+        def one(index: int) -> None:
+            sent[self.names[index]] = time.time()
+            write(index)
+
+        with ThreadPoolExecutor(APPLIERS) as pool:
+            list(pool.map(one, range(self.count)))
+        return sent
+
     def _ready_times(self, generation: int, started: float) -> list[float]:
         """Wait until every object is Ready on ``generation``; when each was first seen so (sorted)."""
         seen: dict[str, float] = {}
@@ -550,11 +564,8 @@ class Run:
 
     def _phases(self, emulator: EmulatorProcess) -> None:
         settings, client, result = self.settings, self.server.client, self.result
-        sent: dict[str, float] = {}
         started = time.time()
-        for index in range(self.count):
-            sent[self.names[index]] = time.time()
-            client.create(_manifest(index))
+        sent = self._apply(lambda index: client.create(_manifest(index)))
         result["applied_s"] = round(time.time() - started, 2)
         ready_at = self._ready_times(1, started)
         result["all_ready_s"] = ready_at[-1]
@@ -571,11 +582,12 @@ class Run:
             self._mark("steady_end")
 
         if "update" in settings.phases:
-            changed: dict[str, float] = {}
             update_started = time.time()
-            for name in self.names:
-                changed[name] = time.time()
-                client.patch(api.PLURAL, NAMESPACE, name, {"spec": {"mode": "Serial"}})
+            changed = self._apply(
+                lambda index: client.patch(
+                    api.PLURAL, NAMESPACE, self.names[index], {"spec": {"mode": "Serial"}}
+                )
+            )
             updated_at = self._ready_times(2, update_started)
             result["all_updated_s"] = updated_at[-1]
             result["updated_s"] = {"p50": updated_at[len(updated_at) // 2], "max": updated_at[-1]}
@@ -590,8 +602,7 @@ class Run:
 
         if "delete" in settings.phases:
             delete_started = time.time()
-            for name in self.names:
-                client.delete(api.PLURAL, NAMESPACE, name)
+            self._apply(lambda index: client.delete(api.PLURAL, NAMESPACE, self.names[index]))
             self._until("all gone", lambda objects: not objects, 1800)
             result["all_deleted_s"] = round(time.time() - delete_started, 2)
             self._mark("deleted")
