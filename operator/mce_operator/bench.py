@@ -809,6 +809,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", help="render the results into this file, between its bench markers")
     parser.add_argument("--render-only", action="store_true", help="render --output; run nothing")
     parser.add_argument("--logs", help="keep each run's logs (operator, emulator, profile) in this folder")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs already in --output, but those of the same kind, API server and N as this time's",
+    )
     args = parser.parse_args(argv)
     output = Path(args.output)
     if not args.render_only:
@@ -830,8 +835,19 @@ def main(argv: list[str] | None = None) -> int:
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "runs": [],
         }
+        planned = plan(args, apis)
+        if args.merge and output.exists():
+            again = {(kind, settings.api, count) for kind, count, settings in planned}
+            earlier = json.loads(output.read_text())
+            report["runs"] = [
+                r for r in earlier["runs"] if (r.get("kind"), r["api"], r["objects"]) not in again
+            ]
+            report["earlier"] = [
+                *earlier.get("earlier", []),
+                {k: earlier[k] for k in ("commit", "started") if k in earlier},
+            ]
         output.parent.mkdir(parents=True, exist_ok=True)
-        for kind, count, settings in plan(args, apis):
+        for kind, count, settings in planned:
             with tempfile.TemporaryDirectory(prefix="mce-bench-") as scratch:
                 print(f"bench: {kind} run, {count} objects, {settings.api} ...", file=sys.stderr, flush=True)
                 workdir = Path(scratch)
@@ -840,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
                     workdir.mkdir(parents=True, exist_ok=True)
                 result = Run(count, settings, workdir).execute()
             result["kind"] = kind
+            result["commit"] = report["commit"]
             result["settings"] = {k: v for k, v in vars(settings).items() if k != "api"}
             report["runs"].append(result)
             print(json.dumps(result), flush=True)
@@ -886,10 +903,11 @@ def _group(runs: list[dict[str, Any]], kind: str) -> dict[tuple[str, int], list[
 
 def render(report: Mapping[str, Any]) -> str:
     runs = report["runs"]
+    commits = ", ".join(f"`{c}`" for c in sorted({str(r.get("commit", report["commit"])) for r in runs}))
     lines = [
-        f"Commit `{report['commit']}`, {report['started']}; {report['machine']['cpus']} CPUs, Python "
-        f"{report['machine']['python']}. Load average (1/5/15 min) before and after each run is in "
-        "the JSON; the range over the runs of each row is given below.",
+        f"Commit {commits}, {report['started']} (last run); {report['machine']['cpus']} CPUs shared with "
+        f"other work, Python {report['machine']['python']}. The machine's load average (1 min) before "
+        "and after each run is in the last column; every figure of the JSON has it.",
         "",
         "### Operator against the floor (all Ready from the first create; min / median / max of the runs)",
         "",
