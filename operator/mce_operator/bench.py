@@ -931,21 +931,25 @@ def render(report: Mapping[str, Any]) -> str:
         "",
         "### SageMaker calls per object, create -> change -> delete (minimum: 11 mutating, 12 reads)",
         "",
-        "| API server | objects | mutating | reads | reads / minimum | looks per object (create, change, "
-        "delete) | Kubernetes writes per object (same) | left in SageMaker |",
+        "| API server | objects | mutating | reads | reads / minimum | looks per object: create, change, "
+        "delete (median) | Kubernetes writes per object: create, change, delete (median) "
+        "| left in SageMaker |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (server, count), group in sorted(scale.items()):
         calls = [r["calls_per_object"] for r in group]
         looks = [list(r["looks_per_object"].values()) for r in group]
         writes = [[round(sum(w.values()), 2) for w in r["kube_writes_per_object"].values()] for r in group]
-        left = {json.dumps(r.get("left_in_sagemaker")) for r in group}
+        left = {
+            "nothing" if not any((r.get("left_in_sagemaker") or {"?": 1}).values()) else "something"
+            for r in group
+        }
         lines.append(
             f"| {server} | {count} | {_spread([c['mutating'] for c in calls])} "
             f"| {_spread([c['reads'] for c in calls])} "
             f"| {_spread([round(c['reads'] / MINIMUM_READS, 2) for c in calls], 'x')} "
-            f"| {' / '.join(_spread(list(x)) for x in zip(*looks, strict=True))} "
-            f"| {' / '.join(_spread(list(x)) for x in zip(*writes, strict=True))} "
+            f"| {', '.join(f'{statistics.median(x):g}' for x in zip(*looks, strict=True))} "
+            f"| {', '.join(f'{statistics.median(x):g}' for x in zip(*writes, strict=True))} "
             f"| {', '.join(sorted(left))} |"
         )
     lines += [
