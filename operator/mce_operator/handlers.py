@@ -289,6 +289,8 @@ class _Look:
         # The daemon's body, which kopf keeps up to date (None outside the daemon): for the finalizer only.
         self.live = live
         self.meta: Mapping[str, Any] = obj.get("metadata") or {}
+        # The metadata of the object as stored after this look's own status write (None: no write yet).
+        self.stored_meta: Mapping[str, Any] | None = None
         self.memo = memo
         self.logger = logger
         self.state = _state(memo)
@@ -311,12 +313,13 @@ class _Look:
         if not patch:
             return True
         try:
-            self.kube.patch_status(self.identity.namespace, self.identity.name, patch)
+            stored = self.kube.patch_status(self.identity.namespace, self.identity.name, patch)
         except KubeError as error:
             if not error.gone:
                 self.logger.warning(f"Could not write the status (retried in {KUBE_RETRY:g} s): {error}")
             return False
         self.state.written_status = {**self.state.written_status, **new}
+        self.stored_meta = stored.get("metadata") if isinstance(stored.get("metadata"), Mapping) else None
         return True
 
     def blocked(self, reason: str, message: str, desired: core.Desired | None = None) -> bool:
@@ -417,10 +420,12 @@ def _ensure_finalizer(look: _Look) -> bool:
     cleanup. kopf adds it too, but through a patch it only retries on the next event."""
     if FINALIZER in (look.meta.get("finalizers") or []):
         return True
-    # kopf adds it as it first sees the object, while the first look already runs: the live body (kopf
-    # keeps it up to date as events arrive) usually has it by now, and a write would only meet a 409.
-    # kopf swaps the live body's content whole, so one read of its metadata is one consistent version.
-    meta = (look.live.get("metadata") if look.live is not None else None) or look.meta
+    # kopf adds it as it first sees the object, while the first look already runs. The freshest view of
+    # the object is what this look's status write answered (a new object's first look writes its status
+    # just before): kopf's finalizer is usually there, and its resourceVersion is current, so a write is
+    # rarely needed and, when it is, rarely meets a 409 (each costs a read). Else the live body (kopf
+    # swaps its content whole, so one read of its metadata is one consistent version).
+    meta = look.stored_meta or (look.live.get("metadata") if look.live is not None else None) or look.meta
     if FINALIZER in (meta.get("finalizers") or []):
         return True
     try:
