@@ -11,27 +11,15 @@ token bucket of their own (Application Auto Scaling's quotas are not SageMaker's
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
 from typing import Any
 
 import boto3
-import botocore.config
-import botocore.exceptions
 
-from mce_operator import core, metrics
+from mce_operator import core
 from mce_operator.errors import ErrorKind
 
-# The SageMaker adapter's error shape, outcomes and operation-to-method naming hold for this service too.
-from mce_operator.sagemaker import (
-    RateLimiter,
-    SageMaker,
-    SageMakerError,
-    SageMakerSettings,
-    _error,
-    _method,
-    _outcome,
-)
+# The SageMaker adapter's clients (settings shared, a token bucket per service), call reporting and errors.
+from mce_operator.sagemaker import Clients, SageMaker, SageMakerError, SageMakerSettings, call
 
 SERVICE = "application-autoscaling"
 NAMESPACE = "sagemaker"
@@ -41,10 +29,7 @@ class AutoScaling:
     def __init__(self, settings: SageMakerSettings | None = None, session: Any = None) -> None:
         settings = settings or SageMakerSettings()
         self.settings = settings
-        self._session = session or boto3.session.Session()
-        self._limiter = RateLimiter(settings.calls_per_second, settings.burst)
-        self._clients: dict[str | None, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = Clients(SERVICE, settings, session or boto3.session.Session())
 
     @classmethod
     def like(cls, sagemaker: SageMaker) -> AutoScaling:
@@ -52,38 +37,7 @@ class AutoScaling:
         return cls(sagemaker.settings, sagemaker._session)
 
     def client(self, region: str | None) -> Any:
-        region = region or self.settings.region
-        try:
-            with self._lock:
-                if region not in self._clients:
-                    config = botocore.config.Config(
-                        retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
-                        connect_timeout=self.settings.connect_timeout,
-                        read_timeout=self.settings.read_timeout,
-                        user_agent_extra="mce-operator",
-                    )
-                    client = self._session.client(
-                        SERVICE, region_name=region, endpoint_url=self.settings.endpoint_url, config=config
-                    )
-                    client.meta.events.register(
-                        "before-send.application-autoscaling", lambda **_: self._limiter.acquire()
-                    )
-                    self._clients[region] = client
-                return self._clients[region]
-        except botocore.exceptions.BotoCoreError as error:
-            metrics.sagemaker_failed()
-            raise _error("client", region or "", error) from error
-
-    def _call(self, client: Any, operation: str, name: str, **params: Any) -> dict[str, Any]:
-        started = time.monotonic()
-        try:
-            result: dict[str, Any] = getattr(client, _method(operation))(**params)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            failure = _error(operation, name, error)
-            metrics.sagemaker_call(operation, _outcome(failure), time.monotonic() - started)
-            raise failure from error
-        metrics.sagemaker_call(operation, metrics.SUCCESS, time.monotonic() - started)
-        return result
+        return self._clients.get(region or self.settings.region)
 
     # --- observing ------------------------------------------------------------------------------
 
@@ -147,7 +101,7 @@ class AutoScaling:
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = self._call(client, operation, name, **params, **({"NextToken": token} if token else {}))
+            page = call(client, operation, name, **params, **({"NextToken": token} if token else {}))
             items += page.get(key, [])
             token = page.get("NextToken")
             if not token:
@@ -160,7 +114,7 @@ class AutoScaling:
         nothing counts as done, so repeating an action after a crash is safe."""
         client = self.client(region)
         try:
-            self._call(client, action.operation, action.name, **dict(action.params))
+            call(client, action.operation, action.name, **dict(action.params))
         except SageMakerError as error:
             if error.kind is ErrorKind.NOT_FOUND and action.operation.startswith(("Delete", "Deregister")):
                 return

@@ -239,6 +239,71 @@ def _key(desired: Desired, region: str | None) -> tuple[Any, ...]:
     )
 
 
+class Clients:
+    """One boto3 client per region for one AWS service, made on first use with the adapters' shared
+    settings (retries, timeouts, connections, endpoint URL), and a token bucket for the service's calls."""
+
+    def __init__(self, service: str, settings: SageMakerSettings, session: Any) -> None:
+        self.service = service
+        self.settings = settings
+        self.session = session
+        self._limiter = RateLimiter(settings.calls_per_second, settings.burst)
+        self._clients: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, region: str | None) -> Any:
+        try:
+            with self._lock:
+                if region not in self._clients:
+                    self._clients[region] = self._make(region)
+                return self._clients[region]
+        except botocore.exceptions.BotoCoreError as error:
+            # No region configured, an invalid one, unreadable AWS config: a SageMakerError like any
+            # other, so it shows in the object's status instead of escaping as a crash.
+            metrics.sagemaker_failed()
+            raise _error("client", region or "", error) from error
+
+    def _make(self, region: str | None) -> Any:
+        config = botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+            max_pool_connections=self.settings.max_connections,
+            user_agent_extra="mce-operator",
+        )
+        client = self.session.client(
+            self.service, region_name=region, endpoint_url=self.settings.endpoint_url, config=config
+        )
+        client.meta.events.register(f"before-send.{self.service}", self._before_send)
+        client.meta.events.register(f"response-received.{self.service}", _response_received)
+        return client
+
+    def _before_send(self, **_: Any) -> None:
+        # Every HTTP attempt, retries included, takes a token: retries count against the quota too.
+        self._limiter.acquire()
+
+
+def _response_received(event_name: str, parsed_response: Any = None, **_: Any) -> None:
+    # Every HTTP attempt: throttles that botocore retries successfully show nowhere else.
+    details = (parsed_response or {}).get("Error") or {}
+    code = str(details.get("Code") or "")
+    if code and classify(code, str(details.get("Message") or "")).reason == THROTTLED:
+        metrics.throttled_attempt(event_name.rsplit(".", 1)[-1])
+
+
+def call(client: Any, operation: str, name: str, **params: Any) -> dict[str, Any]:
+    """One API call, reported to the metrics by operation and outcome; any failure as a SageMakerError."""
+    started = time.monotonic()
+    try:
+        result: dict[str, Any] = getattr(client, _method(operation))(**params)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        failure = _error(operation, name, error)
+        metrics.sagemaker_call(operation, _outcome(failure), time.monotonic() - started)
+        raise failure from error
+    metrics.sagemaker_call(operation, metrics.SUCCESS, time.monotonic() - started)
+    return result
+
+
 class SageMaker:
     def __init__(
         self,
@@ -248,9 +313,7 @@ class SageMaker:
     ) -> None:
         self.settings = settings
         self._session = session or boto3.session.Session()
-        self._limiter = RateLimiter(settings.calls_per_second, settings.burst)
-        self._clients: dict[str | None, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = Clients("sagemaker", settings, self._session)
         self._clock = clock
 
     def default_region(self) -> str | None:
@@ -268,55 +331,7 @@ class SageMaker:
         return region or self.settings.region or self._session.region_name or None
 
     def client(self, region: str | None) -> Any:
-        region = self._region(region)
-        try:
-            return self._client(region)
-        except botocore.exceptions.BotoCoreError as error:
-            # No region configured, an invalid one, unreadable AWS config: a SageMakerError like any
-            # other, so it shows in the object's status instead of escaping as a crash.
-            metrics.sagemaker_failed()
-            raise _error("client", region or "", error) from error
-
-    def _client(self, region: str | None) -> Any:
-        with self._lock:
-            if region not in self._clients:
-                config = botocore.config.Config(
-                    retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
-                    connect_timeout=self.settings.connect_timeout,
-                    read_timeout=self.settings.read_timeout,
-                    max_pool_connections=self.settings.max_connections,
-                    user_agent_extra="mce-operator",
-                )
-                client = self._session.client(
-                    "sagemaker", region_name=region, endpoint_url=self.settings.endpoint_url, config=config
-                )
-                client.meta.events.register("before-send.sagemaker", self._before_send)
-                client.meta.events.register("response-received.sagemaker", self._response_received)
-                self._clients[region] = client
-            return self._clients[region]
-
-    def _before_send(self, **_: Any) -> None:
-        # Every HTTP attempt, retries included, takes a token: retries count against the quota too.
-        self._limiter.acquire()
-
-    @staticmethod
-    def _response_received(event_name: str, parsed_response: Any = None, **_: Any) -> None:
-        # Every HTTP attempt: throttles that botocore retries successfully show nowhere else.
-        details = (parsed_response or {}).get("Error") or {}
-        code = str(details.get("Code") or "")
-        if code and classify(code, str(details.get("Message") or "")).reason == THROTTLED:
-            metrics.throttled_attempt(event_name.rsplit(".", 1)[-1])
-
-    def _call(self, client: Any, operation: str, name: str, **params: Any) -> dict[str, Any]:
-        started = time.monotonic()
-        try:
-            result: dict[str, Any] = getattr(client, _method(operation))(**params)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            failure = _error(operation, name, error)
-            metrics.sagemaker_call(operation, _outcome(failure), time.monotonic() - started)
-            raise failure from error
-        metrics.sagemaker_call(operation, metrics.SUCCESS, time.monotonic() - started)
-        return result
+        return self._clients.get(self._region(region))
 
     # --- observing ------------------------------------------------------------------------------
 
@@ -328,7 +343,7 @@ class SageMaker:
             if token:
                 params["NextToken"] = token
             try:
-                page = self._call(client, "ListTags", name, **params)
+                page = call(client, "ListTags", name, **params)
             except SageMakerError as error:
                 if error.kind is ErrorKind.NOT_FOUND:
                     return None
@@ -346,7 +361,7 @@ class SageMaker:
             params: dict[str, Any] = {"NameContains": prefix, "MaxResults": 100}
             if token:
                 params["NextToken"] = token
-            page = self._call(client, operation, prefix, **params)
+            page = call(client, operation, prefix, **params)
             for item in page.get(key, []):
                 if naming.is_child_name(endpoint_name, item[name_key]):
                     yield item[name_key], item[arn_key]
@@ -364,7 +379,7 @@ class SageMaker:
 
     def _describe(self, client: Any, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(client, "DescribeEndpoint", name, EndpointName=name)
+            return call(client, "DescribeEndpoint", name, EndpointName=name)
         except SageMakerError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise
@@ -532,7 +547,7 @@ class SageMaker:
                 served |= remembered
                 continue
             try:
-                page = self._call(client, "DescribeEndpointConfig", config, EndpointConfigName=config)
+                page = call(client, "DescribeEndpointConfig", config, EndpointConfigName=config)
             except SageMakerError as error:
                 if error.kind is ErrorKind.NOT_FOUND:
                     continue
@@ -547,9 +562,7 @@ class SageMaker:
     def variant_instance_types(self, region: str | None, config: str) -> dict[str, str] | None:
         """The instance type of each production variant of an endpoint config; None if it is gone."""
         try:
-            page = self._call(
-                self.client(region), "DescribeEndpointConfig", config, EndpointConfigName=config
-            )
+            page = call(self.client(region), "DescribeEndpointConfig", config, EndpointConfigName=config)
         except SageMakerError as error:
             if error.kind is ErrorKind.NOT_FOUND:
                 return None
@@ -619,7 +632,7 @@ class SageMaker:
         dropped and the "already exists" error raised, for a look that reads everything)."""
         client = self.client(region)
         try:
-            result = self._call(client, action.operation, action.name, **dict(action.params))
+            result = call(client, action.operation, action.name, **dict(action.params))
         except SageMakerError as error:
             if error.kind is ErrorKind.NOT_FOUND and action.operation.startswith("Delete"):
                 self._remember(recall, action, {})
