@@ -712,7 +712,6 @@ def _profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
 _CATEGORIES = (
     ("mce_operator (handlers, core, adapters)", ("mce_operator/",)),
     ("botocore/boto3 (SageMaker requests: signing, serialising, parsing)", ("botocore/", "boto3/")),
-    ("kubernetes client (the operator's status and finalizer writes)", ("kubernetes/",)),
     ("kopf (watching, dispatching, daemons)", ("kopf/",)),
     ("HTTP and TLS (urllib3, http.client, aiohttp, ssl)", ("urllib3/", "http/client", "aiohttp/", "ssl.py")),
     ("JSON, logging, pydantic, yaml", ("json/", "logging/", "pydantic", "yaml/", "pythonjsonlogger")),

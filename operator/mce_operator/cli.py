@@ -124,12 +124,19 @@ def namespaces(args: argparse.Namespace) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from mce_operator import handlers, metrics, peering
+    from mce_operator.credentials import LoginError
+    from mce_operator.kube import Kube
 
     handlers.configure_logging(verbose=args.verbose, json=not args.plain_logs)
     watched = namespaces(args)
+    try:
+        kube = Kube.from_environment()
+    except LoginError as error:
+        logging.getLogger("mce_operator.credentials").error(f"Login: {error}")
+        return 1
     if args.peering:
         try:
-            peering.ensure(args.peering, watched)
+            peering.ensure(args.peering, watched, kube=kube)
         except peering.PeeringError as error:
             logging.getLogger("mce_operator.peering").error(f"Peering: {error}")
             return 1
@@ -142,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         peering_priority=args.peering_priority,
         liveness_endpoint=args.liveness or None,
     )
-    asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, namespaces=watched))
+    asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, kube=kube, namespaces=watched))
     return 0
 
 

@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import kopf
 
-from mce_operator import api, core, metrics, naming
+from mce_operator import api, core, credentials, metrics, naming
 from mce_operator.autoscaling import AutoScaling
 from mce_operator.errors import ErrorKind
 from mce_operator.kube import Kube, KubeError
@@ -130,13 +130,23 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> kopf.ConnectionInfo | None:
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf logs in as the operator's adapter does (:mod:`mce_operator.credentials`), not with kopf's own
+    logins: its ``login_via_client`` needs the ``kubernetes`` package (44 MB), its kubeconfig login runs no
+    exec plugin (EKS)."""
     connection = _config(memo).connection
     if connection:
         return kopf.ConnectionInfo(**connection)
-    return kopf.login_via_client(logger=logger, **kwargs) or kopf.login_with_service_account(
-        logger=logger, **kwargs
-    )
+    session: credentials.Session = memo.kopf_login
+    # kopf logs in again only when the API server refused its connection (401) or it expired.
+    refused = session.current
+    if refused is None:
+        return kopf.ConnectionInfo(**session.connection().fields())
+    fresh = session.renew(refused)
+    if fresh is None:
+        # kopf tries this handler again after a while (and would refuse the same connection anyway).
+        raise credentials.LoginError("the API server refused the credentials, and there are no others yet")
+    return kopf.ConnectionInfo(**fresh.fields())
 
 
 # --- status ----------------------------------------------------------------------------------------
@@ -824,16 +834,10 @@ def operator(
     """The operator as a coroutine (for ``asyncio.run`` or a thread of its own).
 
     No namespaces: the whole cluster. Without ``kube``, the operator's own writes use the connection in
-    ``config`` or else the environment (in-cluster service account, then kubeconfig), as kopf does."""
+    ``config`` or else the environment (in-cluster service account, then kubeconfig). kopf logs in with the
+    connection in ``config``, else with ``kube``'s credentials."""
     if kube is None:
-        from mce_operator import kube as kube_adapter
-
-        configuration = (
-            kube_adapter.configuration_from_connection(config.connection)
-            if config.connection
-            else kube_adapter.configuration_from_environment()
-        )
-        kube = Kube(configuration)
+        kube = Kube.from_connection(config.connection) if config.connection else Kube.from_environment()
     # Application Auto Scaling with SageMaker's settings and credentials unless given.
     autoscaling = autoscaling or AutoScaling.like(sagemaker)
     memo = kopf.Memo(
@@ -841,6 +845,7 @@ def operator(
         autoscaling=autoscaling,
         config=config,
         kube=kube,
+        kopf_login=credentials.Session(kube.credentials),
         slots=asyncio.Semaphore(config.max_workers),
     )
     return kopf.operator(

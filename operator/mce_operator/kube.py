@@ -1,25 +1,42 @@
-"""The Kubernetes adapter: the few writes the operator makes itself (status, its finalizer), with the
-``kubernetes`` client.
+"""The Kubernetes adapter: the few writes the operator makes itself (status, its finalizer, its peering
+object), over urllib3.
 
 kopf writes through its own retry machinery, which only runs again when another event arrives; the
 operator's scheduler must make progress without one, so what it depends on it writes here, and a
 failed write is simply made again at the next look. Synchronous: it runs in the same worker thread
 as the SageMaker calls of a look.
+
+Not the ``kubernetes`` client: importing it costs about 44 MB of the operator's RSS, for four kinds of
+request. urllib3 is in the process anyway (botocore's HTTP client). The credentials come from
+:mod:`mce_operator.credentials`: fetched again once when the API server answers 401 (a rotated
+service-account token, an exec credential refused), and before they expire.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import ssl
+import threading
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
-import kubernetes.client
-import kubernetes.config
-from kubernetes.client.exceptions import ApiException
+import urllib3
 
 from mce_operator import api
+from mce_operator.credentials import Connection, Credentials, Login, LoginError, Session, fixed
 
 MERGE_PATCH = "application/merge-patch+json"
+# Many objects' looks run at once in kopf's worker threads: as many pooled connections.
+POOL_SIZE = 32
+TIMEOUT = urllib3.Timeout(connect=10.0, read=60.0)
+# A pooled connection the API server closed while idle fails on its next use: that request is sent
+# again on a new connection, whatever its method. The operator's writes can be: a merge patch of the
+# status gives the same result twice, a finalizer patch carries its resourceVersion (the second one
+# gets a 409, and set_finalizer reads the object again), a create that is repeated gets a 409 (exists).
+RETRIES = urllib3.Retry(total=2, connect=2, read=1, status=0, redirect=0, allowed_methods=None)
+USER_AGENT = "mce-operator"
 
 
 class KubeError(Exception):
@@ -34,76 +51,53 @@ class KubeError(Exception):
         return self.status == 404
 
 
-def _error(error: Exception) -> KubeError:
-    if isinstance(error, ApiException):
-        return KubeError(int(error.status or 0), str(error.reason or error.body or error))
-    return KubeError(0, f"{type(error).__name__}: {error}")
-
-
-def configuration_from_connection(info: Mapping[str, Any]) -> kubernetes.client.Configuration:
-    """A client configuration from a ``kopf.ConnectionInfo``'s fields (tests and the demo pass these)."""
-    config = kubernetes.client.Configuration()
-    config.host = str(info["server"]).rstrip("/")
-    config.verify_ssl = not info.get("insecure", False)
-    if info.get("ca_path"):
-        config.ssl_ca_cert = info["ca_path"]
-    if info.get("certificate_path"):
-        config.cert_file = info["certificate_path"]
-    if info.get("private_key_path"):
-        config.key_file = info["private_key_path"]
-    if info.get("token"):
-        config.api_key = {"authorization": f"Bearer {info['token']}"}
-    elif info.get("username"):
-        config.username, config.password = info["username"], info.get("password") or ""
-    return config
-
-
-def configuration_from_environment() -> kubernetes.client.Configuration:
-    """The in-cluster service account (with its token refreshed as it rotates), else the kubeconfig."""
-    config = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=config)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=config)
-    return config
+def _object_path(namespace: str, name: str, subresource: str = "") -> str:
+    path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{quote(namespace)}/{api.PLURAL}/{quote(name)}"
+    return path + (f"/{subresource}" if subresource else "")
 
 
 class Kube:
-    """Reads and writes MultiContainerEndpoints; every error surfaces as :class:`KubeError`."""
+    """Reads and writes MultiContainerEndpoints; every error surfaces as :class:`KubeError`.
 
-    def __init__(self, configuration: kubernetes.client.Configuration) -> None:
-        # Many objects' looks run at once in kopf's worker threads: as many pooled connections.
-        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 32)
-        self._objects = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
+    Logs in at once (a :class:`~mce_operator.credentials.LoginError` says what to fix), so that a wrong
+    kubeconfig stops ``mce-operator run`` before anything starts."""
+
+    def __init__(self, credentials: Credentials, *, pool_size: int = POOL_SIZE) -> None:
+        self.credentials = credentials
+        self._session = Session(credentials)
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+        # The pool for the connection's TLS settings (server, CA, client certificate): a new one when they
+        # change, the old one closed. A new token only changes a header.
+        self._pool: tuple[tuple[Any, ...], urllib3.PoolManager] | None = None
+        self._pool_for(self._session.connection())
+
+    @classmethod
+    def from_connection(cls, info: Mapping[str, Any]) -> Kube:
+        """With a ``kopf.ConnectionInfo``'s fields (tests and the demo pass these)."""
+        return cls(fixed(info))
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """With the in-cluster service account, else the kubeconfig (as ``mce-operator run`` logs in)."""
+        return cls(Login())
+
+    # --- the verbs ---------------------------------------------------------------------------------------
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as stored now, or None when it is gone."""
         try:
-            body: dict[str, Any] = self._objects.get_namespaced_custom_object(
-                api.GROUP, api.VERSION, namespace, api.PLURAL, name
-            )
-        except Exception as error:
-            failure = _error(error)
-            if failure.gone:
+            return self.request("GET", _object_path(namespace, name))
+        except KubeError as error:
+            if error.gone:
                 return None
-            raise failure from error
-        return body
+            raise
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (``None`` values remove fields)."""
-        try:
-            body: dict[str, Any] = self._objects.patch_namespaced_custom_object_status(
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                api.PLURAL,
-                name,
-                {"status": dict(status)},
-                _content_type=MERGE_PATCH,
-            )
-        except Exception as error:
-            raise _error(error) from error
-        return body
+        return self.request(
+            "PATCH", _object_path(namespace, name, "status"), {"status": dict(status)}, MERGE_PATCH
+        )
 
     def set_finalizer(
         self, body: Mapping[str, Any], finalizer: str, *, present: bool, attempts: int = 3
@@ -125,16 +119,122 @@ class Kube:
             namespace, name = str(meta.get("namespace")), str(meta.get("name"))
             patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
             try:
-                result: dict[str, Any] = self._objects.patch_namespaced_custom_object(
-                    api.GROUP, api.VERSION, namespace, api.PLURAL, name, patch, _content_type=MERGE_PATCH
-                )
-            except Exception as error:
-                failure = _error(error)
-                if failure.gone:
+                return self.request("PATCH", _object_path(namespace, name), patch, MERGE_PATCH)
+            except KubeError as error:
+                if error.gone:
                     return None
-                if failure.status != 409:
-                    raise failure from error
-                current = self.get(namespace, name)
-                continue
-            return result
+                if error.status != 409:
+                    raise
+            current = self.get(namespace, name)
         raise KubeError(409, f"the object kept changing while its finalizer {finalizer} was set")
+
+    def create(
+        self, group: str, version: str, plural: str, body: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create a custom object (cluster-scoped without a namespace); the object as stored."""
+        where = f"/namespaces/{quote(namespace)}" if namespace else ""
+        return self.request("POST", f"/apis/{group}/{version}{where}/{plural}", dict(body))
+
+    # --- HTTP ----------------------------------------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> dict[str, Any]:
+        """One request; the decoded answer. After a 401 the credentials are fetched again, and the
+        request made once more with them if they are new."""
+        try:
+            connection = self._session.connection()
+            status, data = self._send(connection, method, path, body, content_type)
+            if status == 401:
+                fresh = self._session.renew(connection)
+                if fresh is not None:
+                    status, data = self._send(fresh, method, path, body, content_type)
+        except LoginError as error:
+            raise KubeError(0, f"cannot log in: {error}") from error
+        if status >= 400:
+            raise KubeError(status, _message(status, data))
+        try:
+            answer = json.loads(data)
+        except ValueError as error:
+            raise KubeError(status, f"the answer is not JSON: {data[:200]!r}") from error
+        if not isinstance(answer, dict):
+            raise KubeError(status, f"the answer is not an object: {data[:200]!r}")
+        return answer
+
+    def _send(
+        self, connection: Connection, method: str, path: str, body: Any, content_type: str
+    ) -> tuple[int, bytes]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if connection.token:
+            headers["Authorization"] = f"Bearer {connection.token}"
+        elif connection.username:
+            basic = urllib3.util.make_headers(basic_auth=f"{connection.username}:{connection.password or ''}")
+            headers.update(basic)
+        encoded = None
+        if body is not None:
+            encoded = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        try:
+            response = self._pool_for(connection).request(
+                method,
+                connection.server + path,
+                body=encoded,
+                headers=headers,
+                timeout=TIMEOUT,
+                retries=RETRIES,
+                preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            # Connection refused, TLS verification, time-outs: no answer. The reason is in the innermost.
+            reason = getattr(error, "reason", None) or error
+            what = f"{method} {connection.server}{path}"
+            raise KubeError(0, f"{what}: {type(reason).__name__}: {reason}") from error
+        return response.status, response.data
+
+    def _pool_for(self, connection: Connection) -> urllib3.PoolManager:
+        key = (
+            connection.server,
+            connection.ca_path,
+            connection.insecure,
+            connection.certificate_path,
+            connection.private_key_path,
+        )
+        current = self._pool
+        if current is not None and current[0] == key:
+            return current[1]
+        with self._lock:
+            if self._pool is not None and self._pool[0] == key:
+                return self._pool[1]
+            pool = urllib3.PoolManager(
+                num_pools=2, maxsize=self._pool_size, block=False, ssl_context=_ssl_context(connection)
+            )
+            previous, self._pool = self._pool, (key, pool)
+        if previous is not None:
+            previous[1].clear()
+        return pool
+
+
+def _ssl_context(connection: Connection) -> ssl.SSLContext | None:
+    if not connection.server.startswith("https://"):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=connection.ca_path)
+        if connection.certificate_path:
+            context.load_cert_chain(connection.certificate_path, connection.private_key_path)
+    except (OSError, ssl.SSLError) as error:
+        raise LoginError(f"the connection's CA or client certificate cannot be loaded: {error}") from error
+    if connection.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _message(status: int, data: bytes) -> str:
+    """The API server's ``Status`` message (e.g. the conflict's), else the answer's start."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("message"):
+        return str(answer["message"])
+    return data[:200].decode(errors="replace") or f"HTTP {status}"

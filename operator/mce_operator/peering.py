@@ -8,7 +8,8 @@ CRD, and the operator creates the object before kopf starts: cluster-wide a ``Cl
 particular: those objects are the installer's). While the CRD is not served yet (it arrived in the same
 apply), it waits for it.
 
-It uses the ``kubernetes`` client, logged in as kopf logs in (in-cluster service account, else kubeconfig).
+It writes with the operator's Kubernetes adapter, logged in as kopf is (in-cluster service account, else
+kubeconfig: :mod:`mce_operator.credentials`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from mce_operator.kube import Kube, KubeError
 
 GROUP = "kopf.dev"
 VERSION = "v1"
@@ -32,16 +35,6 @@ class PeeringError(Exception):
     """The peering object could not be made sure of; the message says what to fix."""
 
 
-def _custom_objects_api() -> Any:
-    import kubernetes
-
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.CustomObjectsApi()
-
-
 def literal_namespaces(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
     """(namespaces named literally, patterns that name none in particular)."""
     literal = [p for p in patterns if not PATTERN_CHARACTERS & set(p)]
@@ -52,19 +45,18 @@ def ensure(
     name: str,
     namespaces: Sequence[str] = (),
     *,
-    api: Any = None,
+    kube: Kube,
     timeout: float = 120.0,
     interval: float = 2.0,
 ) -> list[str]:
     """Create the peering object(s) the operator will use, unless they exist; return those created
     (``cluster`` or ``namespace/name``). No namespaces: cluster-wide, as kopf then peers cluster-wide."""
-    api = api if api is not None else _custom_objects_api()
     body = {"apiVersion": f"{GROUP}/{VERSION}", "metadata": {"name": name}}
     created: list[str] = []
     if not namespaces:
         kind = "ClusterKopfPeering"
         if _create(
-            lambda: api.create_cluster_custom_object(GROUP, VERSION, CLUSTER_PLURAL, {**body, "kind": kind}),
+            lambda: kube.create(GROUP, VERSION, CLUSTER_PLURAL, {**body, "kind": kind}),
             f"{kind} {name}",
             CLUSTER_PLURAL,
             timeout,
@@ -82,9 +74,7 @@ def ensure(
         kind = "KopfPeering"
 
         def create(namespace: str = namespace, kind: str = kind) -> Any:
-            return api.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, NAMESPACED_PLURAL, {**body, "kind": kind}
-            )
+            return kube.create(GROUP, VERSION, NAMESPACED_PLURAL, {**body, "kind": kind}, namespace)
 
         if _create(create, f"{kind} {namespace}/{name}", NAMESPACED_PLURAL, timeout, interval):
             created.append(f"{namespace}/{name}")
@@ -97,8 +87,8 @@ def _create(call: Any, what: str, plural: str, timeout: float, interval: float) 
     while True:
         try:
             call()
-        except Exception as error:  # the kubernetes client's ApiException, or a connection error
-            status = getattr(error, "status", None)
+        except KubeError as error:  # an answer of the API server, or none (status 0)
+            status = error.status
             if status == 409:
                 logger.info(f"{what} exists")
                 return False
@@ -110,7 +100,7 @@ def _create(call: Any, what: str, plural: str, timeout: float, interval: float) 
             if time.monotonic() >= deadline:
                 reason = f"the CRD {plural}.{GROUP} is not served" if status == 404 else str(error)
                 raise PeeringError(f"could not create {what} in {timeout:g} s: {reason}") from error
-            logger.info(f"waiting to create {what} (HTTP {status}: CRD not served yet?)")
+            logger.info(f"waiting to create {what} ({error}: CRD not served yet?)")
             time.sleep(interval)
         else:
             logger.info(f"created {what}")

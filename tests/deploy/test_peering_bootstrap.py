@@ -1,6 +1,6 @@
 """The operator creates its own kopf peering object (the manifests ship only the CRD, so that one
 `kubectl apply -k` works on a fresh cluster): against the in-memory Kubernetes API, through the same
-kubernetes client and kubeconfig login the operator uses, and as `mce-operator run --peering` does."""
+adapter and kubeconfig login the operator uses, and as `mce-operator run --peering` does."""
 
 from __future__ import annotations
 
@@ -12,21 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from mce_operator import crdgen, peering
+from mce_operator.credentials import Login
+from mce_operator.kube import Kube
 from mce_operator.testkit import kopf_peering_crds
 from mce_operator.testkit.kube_server import KubeServer
 
 NAME = "mce-operator"
 
 
-def client(kube: KubeServer, tmp_path: Path) -> Any:
+def client(kube: KubeServer, tmp_path: Path) -> Kube:
     config = kube.write_kubeconfig(tmp_path / "kubeconfig")
-    return kubernetes.client.CustomObjectsApi(
-        kubernetes.config.new_client_from_config(config_file=str(config))
-    )
+    return Kube(Login({"KUBECONFIG": str(config)}))
 
 
 @pytest.fixture
@@ -37,15 +36,15 @@ def kube() -> Iterator[KubeServer]:
 
 def test_cluster_wide_it_creates_the_cluster_peering_once(kube: KubeServer, tmp_path: Path) -> None:
     api = client(kube, tmp_path)
-    assert peering.ensure(NAME, api=api) == [NAME]
+    assert peering.ensure(NAME, kube=api) == [NAME]
     assert kube.get("clusterkopfpeerings", None, NAME)["kind"] == "ClusterKopfPeering"
-    assert peering.ensure(NAME, api=api) == []  # a second replica, or a restart
+    assert peering.ensure(NAME, kube=api) == []  # a second replica, or a restart
 
 
 def test_namespaced_it_creates_one_per_named_namespace_and_leaves_patterns(
     kube: KubeServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    created = peering.ensure(NAME, ["ml", "risk", "team-*"], api=client(kube, tmp_path))
+    created = peering.ensure(NAME, ["ml", "risk", "team-*"], kube=client(kube, tmp_path))
     assert created == ["ml/mce-operator", "risk/mce-operator"]
     for namespace in ("ml", "risk"):
         assert kube.get("kopfpeerings", namespace, NAME)["kind"] == "KopfPeering"
@@ -58,7 +57,7 @@ def test_it_waits_for_a_crd_applied_at_the_same_time(tmp_path: Path) -> None:
         api = client(kube, tmp_path)
         result: list[list[str]] = []
         waiter = threading.Thread(
-            target=lambda: result.append(peering.ensure(NAME, api=api, timeout=60, interval=0.05))
+            target=lambda: result.append(peering.ensure(NAME, kube=api, timeout=60, interval=0.05))
         )
         waiter.start()
         # The CRD arrives after the operator started (same `kubectl apply`, pod scheduled first).
@@ -72,7 +71,7 @@ def test_it_waits_for_a_crd_applied_at_the_same_time(tmp_path: Path) -> None:
 def test_without_the_crd_it_says_which_is_missing(tmp_path: Path) -> None:
     missing = r"clusterkopfpeerings\.kopf\.dev is not served"
     with KubeServer(crds=[crdgen.build_crd()]) as kube, pytest.raises(peering.PeeringError, match=missing):
-        peering.ensure(NAME, api=client(kube, tmp_path), timeout=0)
+        peering.ensure(NAME, kube=client(kube, tmp_path), timeout=0)
 
 
 @pytest.mark.e2e

@@ -94,7 +94,7 @@ class KubeServer(ServedInThread, KubeClient):
         return {"server": self.url, "insecure": True, "default_namespace": namespace}
 
     def write_kubeconfig(self, path: str | pathlib.Path, namespace: str = "default") -> pathlib.Path:
-        """Write a kubeconfig for this server (for kubectl, the kubernetes client, or kopf's own login)."""
+        """Write a kubeconfig for this server (for kubectl, `mce-operator run`, or any client)."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
