@@ -122,7 +122,19 @@ def namespaces(args: argparse.Namespace) -> list[str]:
     return [n.strip() for n in os.environ.get("MCE_NAMESPACES", "").split(",") if n.strip()]
 
 
+def keep_kubernetes_out() -> None:
+    """Make the ``kubernetes`` package unimportable in this process (``mce-operator run`` only).
+
+    kopf imports ``kubernetes.client`` whenever it can (``try: ... except ImportError``), which costs about
+    44 MB of RSS, though the operator uses neither it nor kopf's logins built on it (it logs in with
+    :mod:`mce_operator.credentials`). The package stays installed for ``kubectl mce``. A None entry in
+    sys.modules makes ``import kubernetes`` raise ImportError, so this must run before kopf is imported.
+    Left alone if something imported it already (it is in use then; only ever in another entry point)."""
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
+
+
 def _run(args: argparse.Namespace) -> int:
+    keep_kubernetes_out()
     from mce_operator import handlers, metrics, peering
     from mce_operator.credentials import LoginError
     from mce_operator.kube import Kube
