@@ -5,61 +5,21 @@ plugin (a script that prints an ExecCredential and writes down each run)."""
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from kubeconfig_files import ExecPlugin, later, write_kubeconfig
 from mce_operator.credentials import Connection, Fixed, Login, LoginError, Session
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB-the-ca\n-----END CERTIFICATE-----\n"
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB-the-client\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN EC PRIVATE KEY-----\nMHc-the-key\n-----END EC PRIVATE KEY-----\n"
-
-# The plugin: writes down each run (argv, its env, KUBERNETES_EXEC_INFO) and prints the answer the test
-# left in its folder, RUN replaced by the run's number; "exit N" makes it fail.
-PLUGIN = """#!{python}
-import json, os, pathlib, sys
-state = pathlib.Path(os.environ["PLUGIN_STATE"])
-with (state / "runs.jsonl").open("a") as out:
-    info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
-    run = {{"argv": sys.argv[1:], "greeting": os.environ.get("GREETING"), "info": info}}
-    out.write(json.dumps(run) + "\\n")
-run = len((state / "runs.jsonl").read_text().splitlines())
-answer = (state / "answer").read_text()
-if answer.startswith("exit "):
-    print("the identity provider said no", file=sys.stderr)
-    sys.exit(int(answer.split()[1]))
-print(answer.replace("RUN", str(run)))
-"""
-
-
-def write_kubeconfig(
-    path: Path,
-    *,
-    cluster: dict[str, Any] | None = None,
-    user: dict[str, Any] | None = None,
-    context: dict[str, Any] | None = None,
-    current: str | None = "lean",
-) -> Path:
-    config: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "lean", "cluster": {"server": "https://k8s.example:6443", **(cluster or {})}}],
-        "users": [{"name": "lean", "user": user if user is not None else {"token": "static"}}],
-        "contexts": [{"name": "lean", "context": {"cluster": "lean", "user": "lean", **(context or {})}}],
-    }
-    if current is not None:
-        config["current-context"] = current
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def login(kubeconfig: Path | str, **environ: str) -> Login:
@@ -282,53 +242,13 @@ def test_a_missing_context_or_cluster_is_named(tmp_path: Path) -> None:
 # --- exec credential plugins -----------------------------------------------------------------------------
 
 
-class Plugin:
-    """The plugin script in its own folder; ``answer`` is what its next runs print."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.path = folder / "get-token"
-        self.path.write_text(PLUGIN.format(python=sys.executable))
-        self.path.chmod(0o755)
-
-    def answer(
-        self, status: dict[str, Any] | str, api_version: str = "client.authentication.k8s.io/v1"
-    ) -> None:
-        text = (
-            status
-            if isinstance(status, str)
-            else json.dumps({"apiVersion": api_version, "kind": "ExecCredential", "status": status})
-        )
-        (self.folder / "answer").write_text(text)
-
-    def runs(self) -> list[dict[str, Any]]:
-        log = self.folder / "runs.jsonl"
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    def exec(self, command: str | None = None, **more: Any) -> dict[str, Any]:
-        return {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": command or str(self.path),
-            "args": ["token", "--cluster", "lean"],
-            "env": [{"name": "PLUGIN_STATE", "value": str(self.folder)}, {"name": "GREETING", "value": "hi"}],
-            "interactiveMode": "Never",
-            **more,
-        }
-
-
-def later(seconds: float) -> str:
-    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @pytest.fixture
-def plugin(tmp_path: Path) -> Plugin:
-    return Plugin(tmp_path / "plugin")
+def plugin(tmp_path: Path) -> ExecPlugin:
+    return ExecPlugin(tmp_path / "plugin")
 
 
 def test_an_exec_plugin_is_run_with_its_args_and_env_and_its_token_kept(
-    plugin: Plugin, tmp_path: Path
+    plugin: ExecPlugin, tmp_path: Path
 ) -> None:
     plugin.answer({"token": "exec-RUN", "expirationTimestamp": later(3600)})
     source = login(write_kubeconfig(tmp_path / "config", user={"exec": plugin.exec()}))
@@ -350,7 +270,7 @@ def test_an_exec_plugin_is_run_with_its_args_and_env_and_its_token_kept(
     assert source(rejected=connection).token == "exec-2" and len(plugin.runs()) == 2
 
 
-def test_an_expired_exec_credential_is_fetched_again(plugin: Plugin, tmp_path: Path) -> None:
+def test_an_expired_exec_credential_is_fetched_again(plugin: ExecPlugin, tmp_path: Path) -> None:
     # Within the margin before its expiration: as good as expired.
     plugin.answer({"token": "exec-RUN", "expirationTimestamp": later(5)})
     session = Session(login(write_kubeconfig(tmp_path / "config", user={"exec": plugin.exec()})))
@@ -361,7 +281,7 @@ def test_an_expired_exec_credential_is_fetched_again(plugin: Plugin, tmp_path: P
     assert session.connection().token == "exec-3"
 
 
-def test_an_exec_plugin_may_answer_with_a_client_certificate(plugin: Plugin, tmp_path: Path) -> None:
+def test_an_exec_plugin_may_answer_with_a_client_certificate(plugin: ExecPlugin, tmp_path: Path) -> None:
     plugin.answer(
         {"clientCertificateData": CERT, "clientKeyData": KEY}, "client.authentication.k8s.io/v1beta1"
     )
@@ -393,7 +313,7 @@ def test_an_exec_plugin_may_answer_with_a_client_certificate(plugin: Plugin, tmp
     }
 
 
-def test_a_relative_command_is_relative_to_the_kubeconfig(plugin: Plugin) -> None:
+def test_a_relative_command_is_relative_to_the_kubeconfig(plugin: ExecPlugin) -> None:
     plugin.answer({"token": "relative"})
     config = write_kubeconfig(plugin.folder / "config", user={"exec": plugin.exec(command="./get-token")})
     assert login(config)().token == "relative"
@@ -454,7 +374,7 @@ def test_a_relative_command_is_relative_to_the_kubeconfig(plugin: Plugin) -> Non
     ],
 )
 def test_a_bad_exec_plugin_or_its_answer_is_named(
-    plugin: Plugin, tmp_path: Path, change: dict[str, Any], answer: str | None, message: str
+    plugin: ExecPlugin, tmp_path: Path, change: dict[str, Any], answer: str | None, message: str
 ) -> None:
     plugin.answer(answer if answer is not None else {"token": "t"})
     exec_ = {key: value for key, value in {**plugin.exec(), **change}.items() if value is not None}
@@ -462,7 +382,7 @@ def test_a_bad_exec_plugin_or_its_answer_is_named(
         login(write_kubeconfig(tmp_path / "config", user={"exec": exec_}))()
 
 
-def test_exec_with_a_token_is_ambiguous(plugin: Plugin, tmp_path: Path) -> None:
+def test_exec_with_a_token_is_ambiguous(plugin: ExecPlugin, tmp_path: Path) -> None:
     config = write_kubeconfig(tmp_path / "config", user={"token": "t", "exec": plugin.exec()})
     with pytest.raises(LoginError, match=r"token/tokenFile and exec are set: one authentication method only"):
         login(config)()

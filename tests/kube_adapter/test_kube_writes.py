@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from test_credentials import Plugin, write_kubeconfig
 
+from kubeconfig_files import ExecPlugin, write_kubeconfig
 from mce_operator import api, crdgen
 from mce_operator.credentials import Login
 from mce_operator.kube import POOL_SIZE, Kube, KubeError
@@ -142,7 +142,7 @@ def test_a_401_fetches_the_credentials_again_and_retries_once(server: KubeServer
 
 
 def test_an_exec_plugin_runs_again_after_a_401(server: KubeServer, tmp_path: Path) -> None:
-    plugin = Plugin(tmp_path / "plugin")
+    plugin = ExecPlugin(tmp_path / "plugin")
     plugin.answer({"token": "exec-RUN"})
     config = write_kubeconfig(
         tmp_path / "config", cluster={"server": server.url}, user={"exec": plugin.exec()}
