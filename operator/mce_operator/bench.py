@@ -25,6 +25,7 @@ them into docs/benchmarks.md between its markers.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import heapq
 import itertools
@@ -692,7 +693,13 @@ class Run:
                     "max_ms": round(max(values) * 1000, 1),
                 }
         result["first_call_latency"] = latency
-        result["errors"] = sorted({c["outcome"] for c in lifecycle if c["outcome"] != "ok"})
+        # Error answers by operation, per object: SageMaker answers DescribeEndpoint about an endpoint that
+        # does not exist with a ValidationException: two per object are expected, the first look's and the
+        # one that sees the endpoint gone after DeleteEndpoint.
+        refused = collections.Counter(
+            f"{c['operation']} {c['outcome']}" for c in lifecycle if c["outcome"] != "ok"
+        )
+        result["error_answers_per_object"] = {k: round(v / self.count, 2) for k, v in sorted(refused.items())}
 
 
 # --- profiling -------------------------------------------------------------------------------------------
