@@ -314,6 +314,13 @@ class _Look:
         self.status: dict[str, Any] = {**self.actual, **self.state.written_status}
         self.identity = core.identity_of(self.meta)
 
+    def with_targets(
+        self, desired: core.Desired, observed: core.Observed, memory: core.Memory
+    ) -> core.Observed:
+        """``observed`` with the endpoint's scalable targets, when the spec or the status has autoscaling."""
+        remembered = memory.autoscaling is not None
+        return self.autoscaling.observe(desired, observed, remembered=remembered, sagemaker=self.sagemaker)
+
     def publish(self, new: Mapping[str, Any]) -> bool:
         """Write what changed in the status; False if Kubernetes refused or the object is gone."""
         # Every look reports to the metrics, written or not: after a restart a steady object writes
@@ -481,12 +488,7 @@ def _look_locked(look: _Look) -> float:
             desired,
             look.state.recall,
             lambda observed: core.reconcile(
-                desired,
-                look.autoscaling.observe(
-                    desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
-                ),
-                memory,
-                timing,
+                desired, look.with_targets(desired, observed, memory), memory, timing
             ),
             untouched=untouched,
         )
@@ -769,12 +771,7 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
                 desired,
                 state.recall,
                 lambda observed: core.finalize(
-                    desired,
-                    look.autoscaling.observe(
-                        desired, observed, remembered=memory.autoscaling is not None, sagemaker=look.sagemaker
-                    ),
-                    timing,
-                    memory,
+                    desired, look.with_targets(desired, observed, memory), timing, memory
                 ),
                 deleting=True,
             )
