@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from manual_clock import ManualClock
 from mce_operator.emulator import Emulator
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -20,24 +21,13 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/{}:1.0"
 PROVISION = 10.0  # the emulator's update delay: provisioning the new fleet
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def emu(clock: Clock) -> Iterator[Emulator]:
+def emu(clock: ManualClock) -> Iterator[Emulator]:
     with Emulator(clock=clock, delay=0, update_delay=PROVISION, seed=3) as emulator:
         yield emulator
 
@@ -133,7 +123,7 @@ def phase(sm: Any) -> tuple[str, str, str | None, float | None]:
     )
 
 
-def test_a_canary_deployment_goes_through_its_steps(sm: Any, clock: Clock, blue: None) -> None:
+def test_a_canary_deployment_goes_through_its_steps(sm: Any, clock: ManualClock, blue: None) -> None:
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="green", DeploymentConfig=canary())
     assert phase(sm) == ("Updating", "blue", "Creating", 0.0)
     clock.advance(PROVISION)
@@ -157,7 +147,7 @@ def test_a_canary_deployment_goes_through_its_steps(sm: Any, clock: Clock, blue:
 
 
 def test_an_alarm_during_baking_rolls_the_deployment_back(
-    sm: Any, emu: Emulator, clock: Clock, blue: None
+    sm: Any, emu: Emulator, clock: ManualClock, blue: None
 ) -> None:
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="green", DeploymentConfig=canary())
     clock.advance(PROVISION + 30)
@@ -181,7 +171,7 @@ def test_an_alarm_during_baking_rolls_the_deployment_back(
 
 
 def test_an_alarm_already_in_alarm_rolls_back_at_the_first_baking_period(
-    sm: Any, emu: Emulator, clock: Clock, blue: None
+    sm: Any, emu: Emulator, clock: ManualClock, blue: None
 ) -> None:
     emu.alarm("errors")
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="green", DeploymentConfig=canary())
@@ -192,14 +182,16 @@ def test_an_alarm_already_in_alarm_rolls_back_at_the_first_baking_period(
     assert described["LastModifiedTime"].timestamp() == pytest.approx(clock.now)
 
 
-def test_only_the_listed_alarms_roll_back(sm: Any, emu: Emulator, clock: Clock, blue: None) -> None:
+def test_only_the_listed_alarms_roll_back(sm: Any, emu: Emulator, clock: ManualClock, blue: None) -> None:
     emu.alarm("someone-elses")
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="green", DeploymentConfig=canary())
     clock.advance(PROVISION + 150)
     assert phase(sm) == ("InService", "green", None, None)
 
 
-def test_the_alarm_fault_through_the_admin_api(sm: Any, emu: Emulator, clock: Clock, blue: None) -> None:
+def test_the_alarm_fault_through_the_admin_api(
+    sm: Any, emu: Emulator, clock: ManualClock, blue: None
+) -> None:
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="green", DeploymentConfig=canary())
     clock.advance(PROVISION + 70)  # the final baking period, after the canary step
     request = urllib.request.Request(
@@ -211,7 +203,7 @@ def test_the_alarm_fault_through_the_admin_api(sm: Any, emu: Emulator, clock: Cl
     assert phase(sm)[:2] == ("InService", "blue")
 
 
-def test_linear_and_rolling_steps(sm: Any, clock: Clock, blue: None) -> None:
+def test_linear_and_rolling_steps(sm: Any, clock: ManualClock, blue: None) -> None:
     linear = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {
@@ -246,7 +238,7 @@ def test_linear_and_rolling_steps(sm: Any, clock: Clock, blue: None) -> None:
 
 
 def test_all_at_once_without_alarms_and_a_time_scale(
-    sm: Any, emu: Emulator, clock: Clock, blue: None
+    sm: Any, emu: Emulator, clock: ManualClock, blue: None
 ) -> None:
     emu.set_delay(deployment_time_scale=0.01)
     config = {
@@ -262,7 +254,7 @@ def test_all_at_once_without_alarms_and_a_time_scale(
 
 
 def test_traffic_shifts_to_the_new_fleet_step_by_step(
-    sm: Any, runtime: Any, clock: Clock, blue: None
+    sm: Any, runtime: Any, clock: ManualClock, blue: None
 ) -> None:
     def served(times: int) -> set[str]:
         answers = set()

@@ -14,13 +14,16 @@ and SageMaker taking assumed, typical durations. Re-generate the document with
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler_kit import ENDPOINT, desired, is_mutating, make_harness, spec, with_scorer
+from reconciler_kit import ENDPOINT, Harness, desired, is_mutating, make_harness, spec, with_scorer
 
+from manual_clock import ManualClock
 from mce_operator import core
 from mce_operator.emulator import Emulator
 
@@ -72,17 +75,6 @@ MINIMUM: dict[str, tuple[int, str]] = {
 }
 
 
-class ManualClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Run:
     calls: dict[str, Counter[str]]
@@ -90,21 +82,33 @@ class Run:
     mutating_sequence: list[tuple[str, str | None]]
 
 
-def measure(create: float, update: float, delete: float, timing: core.Timing = TIMING) -> Run:
+class _Recording:
+    """A lifecycle's calls and looks, phase by phase, from the emulator's call log."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.run = Run({}, {}, [])
+
+    def __call__(self, phase: str, rounds: int) -> None:
+        calls = self.emu.calls
+        self.run.calls[phase] = Counter(call.operation for call in calls)
+        self.run.looks[phase] = rounds
+        self.run.mutating_sequence.extend((c.operation, c.name) for c in calls if is_mutating(c.operation))
+        self.emu.clear_calls()
+
+
+@contextlib.contextmanager
+def _lifecycle(
+    create: float, update: float, delete: float, timing: core.Timing
+) -> Iterator[tuple[Emulator, Harness, ManualClock, _Recording]]:
+    """The emulator on a manual clock with these durations, the operator's loop on it, and a recording."""
     clock = ManualClock()
-    emulator = Emulator(clock=clock, create_delay=create, update_delay=update, delete_delay=delete)
-    with emulator as emu:
-        harness = make_harness(emu, timing=timing, sleep=clock.advance)
-        calls: dict[str, Counter[str]] = {}
-        looks: dict[str, int] = {}
-        sequence: list[tuple[str, str | None]] = []
+    with Emulator(clock=clock, create_delay=create, update_delay=update, delete_delay=delete) as emu:
+        yield emu, make_harness(emu, timing=timing, sleep=clock.advance), clock, _Recording(emu)
 
-        def record(phase: str, rounds: int) -> None:
-            calls[phase] = Counter(call.operation for call in emu.calls)
-            looks[phase] = rounds
-            sequence.extend((c.operation, c.name) for c in emu.calls if is_mutating(c.operation))
-            emu.clear_calls()
 
+def measure(create: float, update: float, delete: float, timing: core.Timing = TIMING) -> Run:
+    with _lifecycle(create, update, delete, timing) as (_, harness, _, record):
         first = spec()
         created = harness.converge(first, rounds=1000)
         record("create", created.rounds)
@@ -114,7 +118,7 @@ def measure(create: float, update: float, delete: float, timing: core.Timing = T
         deleted = harness.finalize(second, rounds=1000)
         record("delete", deleted.rounds)
         assert harness.endpoints() == set() and harness.models() == set() and harness.configs() == set()
-    return Run(calls, looks, sequence)
+    return record.run
 
 
 def minimal_sequence() -> list[tuple[str, str | None]]:
@@ -266,20 +270,7 @@ def autoscaled_specs() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
 
 def measure_autoscaled(create: float, update: float, delete: float, timing: core.Timing = TIMING) -> Run:
     """Create with autoscaling; autoscaling scales out; a new image; a new instance type; delete."""
-    clock = ManualClock()
-    emulator = Emulator(clock=clock, create_delay=create, update_delay=update, delete_delay=delete)
-    with emulator as emu:
-        harness = make_harness(emu, timing=timing, sleep=clock.advance)
-        calls: dict[str, Counter[str]] = {}
-        looks: dict[str, int] = {}
-        sequence: list[tuple[str, str | None]] = []
-
-        def record(phase: str, rounds: int) -> None:
-            calls[phase] = Counter(call.operation for call in emu.calls)
-            looks[phase] = rounds
-            sequence.extend((c.operation, c.name) for c in emu.calls if is_mutating(c.operation))
-            emu.clear_calls()
-
+    with _lifecycle(create, update, delete, timing) as (emu, harness, clock, record):
         first, second, third = autoscaled_specs()
         created = harness.converge(first, rounds=1000)
         record("create", created.rounds)
@@ -296,7 +287,7 @@ def measure_autoscaled(create: float, update: float, delete: float, timing: core
         record("delete", deleted.rounds)
         assert harness.endpoints() == set() and harness.models() == set() and harness.configs() == set()
         assert harness.targets() == {}
-    return Run(calls, looks, sequence)
+    return record.run
 
 
 def autoscaled_sequence() -> list[tuple[str, str | None]]:

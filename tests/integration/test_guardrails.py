@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from reconciler_kit import ENDPOINT, IDENTITY, Harness, desired, make_harness, spec, with_scorer
 
+from manual_clock import ManualClock
 from mce_operator import core
 from mce_operator.emulator import Emulator
 
@@ -28,30 +29,19 @@ CANARY = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def emu(clock: Clock) -> Iterator[Emulator]:
+def emu(clock: ManualClock) -> Iterator[Emulator]:
     with Emulator(clock=clock, delay=20.0, seed=1) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def harness(emu: Emulator, clock: Clock) -> Harness:
+def harness(emu: Emulator, clock: ManualClock) -> Harness:
     return make_harness(emu, timing=TIMING, sleep=clock.advance)
 
 
@@ -95,7 +85,7 @@ def test_a_canary_update_completes(harness: Harness, emu: Emulator) -> None:
 
 
 def test_a_canary_rolled_back_by_an_alarm_is_reported_once_then_a_corrected_spec_goes_through(
-    harness: Harness, emu: Emulator, clock: Clock
+    harness: Harness, emu: Emulator, clock: ManualClock
 ) -> None:
     created = harness.converge(guarded("scorer:2.0"), rounds=200)
     served = desired(guarded("scorer:2.0")).config_name
