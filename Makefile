@@ -74,6 +74,7 @@ cluster-up: venv controlplane
 	$(BIN)/python -m mce_operator.testkit.controlplane up --workdir .cache/cluster
 
 bench: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[demo,test,bench]'
 	$(BIN)/python -m mce_operator.bench
 
 emulator: venv

@@ -705,10 +705,17 @@ class Run:
 # --- profiling -------------------------------------------------------------------------------------------
 
 
-def _profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+def _py_spy() -> str:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(spy, os.X_OK):
-        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+        raise SystemExit(
+            "--profile needs py-spy (make bench installs it; or pip install py-spy, or --profile 0)"
+        )
+    return spy
+
+
+def _profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    spy = _py_spy()
     # Only the thread holding the GIL: where the process spends CPU in Python, not where it waits.
     command = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil", "--nonblocking"]
     command += ["--output", str(output)]
@@ -842,6 +849,8 @@ def main(argv: list[str] | None = None) -> int:
             "runs": [],
         }
         planned = plan(args, apis)
+        if args.profile:
+            _py_spy()  # now, not after the half hour of runs before the profile's
         if args.merge and output.exists():
             again = {(kind, settings.api, count) for kind, count, settings in planned}
             earlier = json.loads(output.read_text())

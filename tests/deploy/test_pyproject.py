@@ -35,7 +35,7 @@ def test_the_demo_extra_carries_the_in_memory_kubernetes_api() -> None:
 def test_every_dependency_is_pinned_by_the_constraints() -> None:
     pinned = names([line for line in (ROOT / "constraints.txt").read_text().splitlines() if line.strip()])
     extras = project()["project"]["optional-dependencies"]
-    for requirement in names(project()["project"]["dependencies"] + extras["demo"]):
+    for requirement in names(project()["project"]["dependencies"] + extras["demo"] + extras["bench"]):
         assert requirement in pinned, requirement
 
 
