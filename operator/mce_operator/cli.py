@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from mce_operator import core
 from mce_operator.sagemaker import SageMaker, SageMakerSettings
+from mce_operator.scheduler import MAX_WORKERS
 
 # What `mce-operator demo` imports beyond the operator's own dependencies (the `demo` extra).
 DEMO_MODULES = frozenset({"kmock", "jsonpatch", "aiohttp"})
@@ -75,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=_env_float("MCE_CALLS_PER_SECOND", 10.0),
         help="Client-side limit on SageMaker API calls, all objects together (default 10; 0: no limit).",
+    )
+    run.add_argument(
+        "--max-workers",
+        type=int,
+        default=_env_int("MCE_MAX_WORKERS", MAX_WORKERS),
+        help="Objects visited at once, each in a thread while it waits for SageMaker or Kubernetes "
+        f"(default {MAX_WORKERS}).",
     )
     run.add_argument(
         "--peering",
@@ -160,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         peering=args.peering,
         peering_priority=args.peering_priority,
         liveness_endpoint=args.liveness or None,
+        max_workers=args.max_workers,
     )
     asyncio.run(handlers.operator(sagemaker=sagemaker, config=config, kube=kube, namespaces=watched))
     return 0

@@ -1,23 +1,29 @@
 """kopf wiring — the only module that imports kopf.
 
-One scheduler per object, always with its next look booked: a kopf daemon (``keep_up``) that looks at
-the object, sleeps until the look it asked for is due, and looks again — on creation, after a restart,
-after any change, for ever. A look parses the object, observes SageMaker, asks the core what to do, does
-it and writes the status (``_look``). Nothing here asks whether the object was created or changed.
+One schedule for all objects (:mod:`mce_operator.scheduler`), in which every object always has its next
+visit booked: a look (``_look``) while it lives, a deletion step (``_delete_step``) once it is being
+deleted, each returning when it wants the next. A look parses the object, observes SageMaker, asks the
+core what to do, does it and writes the status. Nothing here asks whether the object was created or
+changed: a new object, a change, a restart and a timer all lead to the same look.
 
-kopf's change handlers and their retries are not used: their progress lives in patches that kopf only
-makes again when another event arrives, so a failed patch (a 409, a 500) or an "essence unchanged"
-verdict could leave an object that nothing looks at any more. Here kopf only delivers events, which
-merely *wake* the scheduler early (``notice``); the operator's own writes (status, its finalizer) go
-through the Kubernetes adapter and a failed one is made again at the next look.
+kopf delivers the watch events, logs in, posts Events and runs the peering; it runs no handler of its
+own for the objects but ``notice``, which hands each event's body to the schedule and asks for a visit now
+when the object changed in a way the last visit did not see. kopf's change handlers, daemons and
+deletion handlers are not used: their progress lives in patches kopf only makes again when another
+event arrives (a failed patch, a 409, an "essence unchanged" verdict could leave an object that nothing
+looks at any more), and a daemon per object costs a task, kopf's state and a copy of the body per object
+(about a third of the operator's CPU at 500 objects). The operator's own writes (status, its finalizer)
+go through the Kubernetes adapter; one that fails is made again at the next visit.
 
-Deletion is one long-running kopf deletion handler (``delete``) that loops by itself until SageMaker
-is done, and removes the finalizer itself: it depends on no later callback either. It acts on what the
-status says the operator manages — never on a name SageMaker cannot parse — and, while it cannot
-finish, says why and honours the release annotation.
+Deletion: the finalizer is the operator's own, added before anything is created in SageMaker. Once the
+object is being deleted, its visits delete what the status says the operator manages (never a name
+SageMaker cannot parse), honour the release annotation, and remove the finalizer when done.
 
-SageMaker and Kubernetes calls are blocking; they run in kopf's worker threads, one look per object at
-a time (the object's lock), while waits cost no thread.
+Peering: kopf pauses its watches while a peer of higher priority lives; the schedule pauses with it,
+decided from the same peering objects (:class:`mce_operator.peering.Standby`).
+
+SageMaker and Kubernetes calls are blocking; visits run in ``max_workers`` threads, one per object at a
+time, while waits cost no thread.
 """
 
 from __future__ import annotations
@@ -29,19 +35,20 @@ import copy
 import dataclasses
 import logging
 import random
-import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 
-from mce_operator import api, core, credentials, metrics, naming
+from mce_operator import api, core, credentials, metrics, naming, peering
 from mce_operator.autoscaling import AutoScaling
 from mce_operator.errors import ErrorKind
 from mce_operator.kube import Kube, KubeError
 from mce_operator.sagemaker import Recall, SageMaker, SageMakerError
+from mce_operator.scheduler import MAX_WORKERS, Entry, Scheduler
 
 RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 FINALIZER = f"{api.GROUP}/finalizer"
@@ -51,6 +58,8 @@ RELEASE_ANNOTATION = f"{api.GROUP}/release-finalizer"
 # A look that failed for a reason of Kubernetes' own (a refused or lost status write) is made again
 # after this long, whatever the object's pace.
 KUBE_RETRY = 1.0
+# How often a replica with peering reads the peering objects to know whether kopf paused it.
+PEERING_POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ class OperatorConfig:
     peering_priority: int | None = None
     # A kopf.ConnectionInfo's fields, for an API server kopf cannot find by itself (tests, the demo).
     connection: Mapping[str, Any] | None = None
-    max_workers: int = 20
+    max_workers: int = MAX_WORKERS
     watch_server_timeout: float = 300.0
     # e.g. "http://0.0.0.0:8080/healthz" for the Deployment's liveness probe.
     liveness_endpoint: str | None = None
@@ -84,6 +93,11 @@ class _NoDiffBase(kopf.DiffBaseStorage):
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return None
 
+    def build(
+        self, *, body: kopf.Body, extra_fields: Any = None
+    ) -> kopf.BodyEssence:  # kopf computes it for every event, to diff it with nothing
+        return cast(kopf.BodyEssence, {})
+
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
 
@@ -91,18 +105,14 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     config = _config(memo)
-    # Everything the operator stores on objects is named after its API group, not kopf's defaults.
-    settings.persistence.finalizer = FINALIZER
+    # kopf keeps no finalizer here (no kopf handler needs one): the operator's own is FINALIZER, which kopf
+    # would remove as unneeded if it were kopf's too.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
     settings.persistence.diffbase_storage = _NoDiffBase()
     if config.peering:
         settings.peering.name = config.peering
         settings.peering.mandatory = True
-        settings.peering.priority = (
-            config.peering_priority
-            if config.peering_priority is not None
-            else random.randint(1, 2**31 - 1)  # a tie-breaker, not a secret
-        )
+        settings.peering.priority = memo.peering_priority
         logger.info(f"Peering as {config.peering!r} with priority {settings.peering.priority}.")
     else:
         settings.peering.standalone = True
@@ -114,19 +124,26 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.INFO
     settings.posting.loggers = False  # Events are posted explicitly, one per SageMaker action or failure.
-    settings.execution.max_workers = config.max_workers
+    settings.execution.max_workers = 1  # kopf runs no sync handler: the visits have their own threads
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     if not hasattr(memo, "sagemaker"):
         memo.sagemaker = SageMaker()
     if not hasattr(memo, "autoscaling"):
         memo.autoscaling = AutoScaling.like(memo.sagemaker)
-    # The looks run in kopf's executor, sized by max_workers (asyncio's default one has cpus + 4 threads).
-    memo.executor = settings.execution.executor
+    memo.settings = settings  # for the loggers of the visits
     try:
         memo.sagemaker.start()
     except SageMakerError as error:
         # Said again, in each object's status, by the looks that need SageMaker.
         logger.warning(f"No SageMaker client yet: {error}")
+
+
+@kopf.on.cleanup()
+async def stop_visits(memo: kopf.Memo, **_: Any) -> None:
+    """kopf is stopping: the visits stop too (kopf would wait 5 s for tasks it did not start to end)."""
+    scheduler = getattr(memo, "scheduler", None)
+    if isinstance(scheduler, Scheduler):
+        await scheduler.stop()
 
 
 @kopf.on.login()
@@ -237,38 +254,20 @@ def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 
 
 class _ObjectState:
-    """Per object, in this process: the scheduler's wake-up call, and what its looks must share."""
+    """Per object, in this process: what its visits must share (the schedule makes one at a time)."""
+
+    __slots__ = ("looked_at", "recall", "released", "written_status")
 
     def __init__(self, drift: float) -> None:
-        # One look (or deletion step) at a time: a deletion waits for a look in progress to end.
-        self.lock = threading.Lock()
-        # Set by the deletion handler: from then on no look may create anything.
-        self.deleting = False
-        # Set once the finalizer is removed: kopf may still call the deletion handler for late events.
+        # Set once the finalizer is removed: late events must not bring the object back to life.
         self.released = False
-        # Set by ``notice`` when the object changed in a way the last look did not see.
-        self.wake = asyncio.Event()
-        # What the last look or deletion step saw of the object (see ``_trigger``).
+        # What the last visit saw of the object (see ``_trigger``).
         self.looked_at: tuple[Any, ...] | None = None
-        # The status this process last wrote: an event (and so the daemon's live body) may lag that
+        # The status this process last wrote: an event (and so the body a visit gets) may lag that
         # write, and the memory it holds (e.g. of an update that rolled back) must not be lost.
         self.written_status: dict[str, Any] = {}
         # What its looks read and did in SageMaker, so that the next one reads only what it must.
         self.recall = Recall(drift=drift)
-
-
-_STATE_LOCK = threading.Lock()
-
-
-def _state(memo: Any) -> _ObjectState:
-    # kopf gives every object its own shallow copy of the operator's memo, shared by its daemon and
-    # handlers; two of them may ask at once, so the state is made under a lock.
-    with _STATE_LOCK:
-        state = getattr(memo, "object_state", None)
-        if not isinstance(state, _ObjectState):
-            state = _ObjectState(_config(memo).timing.drift)
-            memo.object_state = state
-        return state
 
 
 def _trigger(meta: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -293,17 +292,22 @@ class _Look:
     """One object's look: its snapshot, and where its status goes."""
 
     def __init__(
-        self, obj: Mapping[str, Any], memo: Any, logger: Log, live: Mapping[str, Any] | None = None
+        self,
+        obj: Mapping[str, Any],
+        memo: Any,
+        state: _ObjectState,
+        logger: Log,
+        live: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.obj = obj
-        # The daemon's body, which kopf keeps up to date (None outside the daemon): for the finalizer only.
+        # The object's latest body, as the events bring it (None: none): for the finalizer only.
         self.live = live
         self.meta: Mapping[str, Any] = obj.get("metadata") or {}
         # The metadata of the object as stored after this look's own status write (None: no write yet).
         self.stored_meta: Mapping[str, Any] | None = None
         self.memo = memo
         self.logger = logger
-        self.state = _state(memo)
+        self.state = state
         self.config = _config(memo)
         self.timing = self.config.timing
         self.kube: Kube = memo.kube
@@ -434,15 +438,14 @@ DEPLOYING = frozenset({"CreateModel", "CreateEndpointConfig", "CreateEndpoint", 
 
 def _ensure_finalizer(look: _Look) -> bool:
     """The finalizer goes on before anything is created in SageMaker, or a deletion could skip the
-    cleanup. kopf adds it too, but through a patch it only retries on the next event."""
+    cleanup; it is the operator's own, written by this look and made again by the next if refused."""
     if FINALIZER in (look.meta.get("finalizers") or []):
         return True
-    # kopf adds it as it first sees the object, while the first look already runs. The freshest view of
-    # the object is what this look's status write answered (a new object's first look writes its status
-    # just before): kopf's finalizer is usually there, and its resourceVersion is current, so a write is
-    # rarely needed and, when it is, rarely meets a 409 (each costs a read). Else the live body (kopf
-    # swaps its content whole, so one read of its metadata is one consistent version).
-    meta = look.stored_meta or (look.live.get("metadata") if look.live is not None else None) or look.meta
+    # The freshest view of the object is what this look's status write answered (a new object's first
+    # look writes its status just before): its resourceVersion is current, so the write rarely meets a
+    # 409 (each costs a read). Else the latest body the events brought.
+    latest = look.live() if look.live is not None else None
+    meta = look.stored_meta or (latest.get("metadata") if latest is not None else None) or look.meta
     if FINALIZER in (meta.get("finalizers") or []):
         return True
     try:
@@ -453,15 +456,17 @@ def _ensure_finalizer(look: _Look) -> bool:
         return False
 
 
-def _look(obj: Mapping[str, Any], memo: Any, logger: Log, live: Mapping[str, Any] | None = None) -> float:
+def _look(
+    obj: Mapping[str, Any],
+    memo: Any,
+    state: _ObjectState,
+    logger: Log,
+    live: Callable[[], Mapping[str, Any]] | None = None,
+) -> float:
     """One look at the object; returns the seconds until the next."""
-    state = _state(memo)
-    with state.lock:
-        if state.deleting:
-            return _config(memo).timing.steady
-        state.looked_at = _trigger(obj.get("metadata") or {})
-        with metrics.reconcile():
-            return _look_locked(_Look(obj, memo, logger, live))
+    state.looked_at = _trigger(obj.get("metadata") or {})
+    with metrics.reconcile():
+        return _look_locked(_Look(obj, memo, state, logger, live))
 
 
 def _look_locked(look: _Look) -> float:
@@ -514,9 +519,10 @@ def _look_locked(look: _Look) -> float:
         if not look.publish(early):
             return KUBE_RETRY
         status = look.status = {**status, **look.state.written_status}
-    # After that status write: by then kopf's own finalizer, added as it first saw the object, is usually
-    # in the live body, and no write is needed.
-    if decision.actions and not _ensure_finalizer(look):
+    # After that status write, whose answer is the object's freshest metadata. Also when there is nothing
+    # to do but the status names an endpoint (the finalizer removed by hand, say): its deletion must
+    # still clean up.
+    if (decision.actions or not untouched) and not _ensure_finalizer(look):
         return KUBE_RETRY
     failure = _act(look, desired, decision)
     if failure is not None and failure.kind is ErrorKind.EXISTS:
@@ -590,80 +596,83 @@ def _post(obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = 
         kopf.info(body, reason=reason, message=message)
 
 
-# --- the scheduler ---------------------------------------------------------------------------------
+# --- the schedule ----------------------------------------------------------------------------------
 
 
-def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
-    # The daemon's body is live: kopf replaces its content as events arrive. A look works on a copy.
-    return copy.deepcopy(dict(body))
-
-
-async def _in_thread(memo: Any, function: Callable[..., Any], *args: Any) -> Any:
-    """``asyncio.to_thread``, in kopf's executor (``max_workers`` threads) when the operator made one."""
-    context = contextvars.copy_context()  # kopf's per-object logging context, as to_thread keeps it
-    executor = getattr(memo, "executor", None)
-    return await asyncio.get_running_loop().run_in_executor(executor, context.run, function, *args)
-
-
-def _slot(memo: Any) -> contextlib.AbstractAsyncContextManager[Any]:
-    """One of ``max_workers`` places to look from: a look takes its snapshot of the object only once it
-    has one, so that a burst of objects does not keep a copy of each while they wait for a thread."""
-    slots = getattr(memo, "slots", None)
-    return slots if isinstance(slots, asyncio.Semaphore) else contextlib.nullcontext()
-
-
-async def _sleep(state: _ObjectState, seconds: float) -> None:
-    """Until ``seconds`` pass or the object is changed (``notice``).
-
-    A stopped daemon need not be woken here: kopf cancels an async daemon's task at once when it stops it
-    (deletion, a peering pause, the operator's exit), which ends this wait. Nothing but a timer is kept
-    while an object sleeps (no task of its own: about 2 KB less per object than a task for each thing
-    waited for)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(seconds, 0)):
-            await state.wake.wait()
-
-
-@kopf.daemon(*RESOURCE, cancellation_timeout=5.0)
-async def keep_up(
-    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
-    """The object's scheduler: look, then sleep until the look asked for, a change, or the end.
-
-    kopf starts it for every object it sees (created, or found at startup), stops it when deletion
-    begins and while peering pauses this replica, and starts it again after a pause. It never exits by
-    itself and never raises: an unexpected error is logged and the look made again soon."""
-    state = _state(memo)
-    timing = _config(memo).timing
-    while not stopped:
-        async with _slot(memo):
-            state.wake.clear()
-            obj = _snapshot(body)
-            if (obj.get("metadata") or {}).get("deletionTimestamp"):
-                return  # the deletion handler takes over
-            try:
-                delay = await _in_thread(memo, _look, obj, memo, logger, body)
-            except Exception:
-                logger.exception(f"The look failed unexpectedly; looking again in {timing.busy:g} s.")
-                delay = timing.busy
-            del obj  # not kept while the daemon sleeps: a copy of the object each, for every object
-        try:
-            await _sleep(state, delay)
-        except asyncio.CancelledError:
-            if stopped:
-                # kopf stopping the daemon (deletion, a peering pause, the exit) cancels its sleep: that is
-                # the end it asked for, not a failure to log (kopf warns of every cancelled daemon).
-                return
-            raise
+def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a visit needs of an event's body: all but ``managedFields`` (kept for every object, they
+    would be most of its size). The parts are kopf's parsed JSON, which nothing changes afterwards."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {key: value for key, value in meta.items() if key != "managedFields"},
+        "spec": body.get("spec"),
+        "status": body.get("status"),
+    }
 
 
 @kopf.on.event(*RESOURCE)
-async def notice(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Wake the object's scheduler (or deletion) when the object changed in a way its last look did
-    not see. Only a wake-up call: if this one is lost, the booked look still comes."""
-    state = _state(memo)
-    if _trigger(body.get("metadata") or {}) != state.looked_at:
-        state.wake.set()
+async def notice(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Hand the object's latest body to the schedule; a visit now if it is new to this process, or
+    changed in a way its last visit did not see. Only a wake-up call: if one is lost, the booked visit
+    still comes."""
+    scheduler: Scheduler = memo.scheduler
+    meta = body.get("metadata") or {}
+    uid = str(meta.get("uid"))
+    if type == "DELETED":
+        scheduler.drop(uid)
+        metrics.forget(uid)
+        return
+    # The visits run in tasks made here, the first time: in kopf's context for an object's handler, which
+    # is what posting Events needs (kopf keeps its queue of Events in context variables).
+    scheduler.start()
+    drift = _config(memo).timing.drift
+    entry = scheduler.get(uid)
+    changed = entry is not None and _trigger(meta) != entry.state.looked_at
+    scheduler.saw(uid, _slim(body), state=lambda: _ObjectState(drift), now=changed)
+
+
+OBJECT_LOGGER = logging.getLogger("mce_operator.objects")
+
+
+def _logger(memo: Any, obj: Mapping[str, Any]) -> Log:
+    """A logger naming the object, as kopf's own per-object one does (kopf's formats read ``k8s_ref``);
+    only to the log: the Events are posted explicitly (``_post``)."""
+    meta = obj.get("metadata") or {}
+    reference = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "namespace": meta.get("namespace"),
+    }
+    extra = {"settings": memo.settings, "k8s_skip": True, "k8s_ref": reference}
+    return logging.LoggerAdapter(OBJECT_LOGGER, extra)
+
+
+async def _visit(memo: Any, entry: Entry) -> float | None:
+    """The object's next visit: a look, or once it is being deleted a deletion step; the seconds until
+    the next, or None when the object is gone."""
+    obj = entry.body
+    state: _ObjectState = entry.state
+    if state.released:
+        return None
+    logger = _logger(memo, obj)
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        step = await _in_thread(memo, _delete_step, namespace, name, memo, state, logger)
+        return None if step.finished else step.delay
+    delay: float = await _in_thread(memo, _look, obj, memo, state, logger, lambda: entry.body)
+    return delay
+
+
+async def _in_thread(memo: Any, function: Callable[..., Any], *args: Any) -> Any:
+    """In one of the operator's ``max_workers`` threads, with this task's context variables (kopf's
+    Events queue), as ``asyncio.to_thread`` would."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(memo.executor, context.run, function, *args)
 
 
 # --- deletion --------------------------------------------------------------------------------------
@@ -737,13 +746,13 @@ def _stuck(look: _Look, reason: str, message: str, delay: float) -> _Step:
     return _Step(False, delay)
 
 
-def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
-    """One step of deleting the object, on the object as it is now."""
-    state = _state(memo)
+def _delete_step(namespace: str, name: str, memo: Any, state: _ObjectState, logger: Log) -> _Step:
+    """One step of deleting the object, on the object as it is now (read again: the release annotation
+    is honoured at once)."""
     timing = _config(memo).timing
     if state.released:
         return _Step(True)
-    with state.lock, metrics.reconcile():
+    with metrics.reconcile():
         kube: Kube = memo.kube
         try:
             obj = kube.get(namespace, name)
@@ -753,7 +762,7 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         if obj is None or FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or []):
             return _Step(True)  # gone, or released by someone else
         state.looked_at = _trigger(obj.get("metadata") or {})
-        look = _Look(obj, memo, logger)
+        look = _Look(obj, memo, state, logger)
         annotations = look.meta.get("annotations") or {}
         if str(annotations.get(RELEASE_ANNOTATION, "")).lower() == "true":
             where = look.status.get("endpointName") or "none recorded"
@@ -794,30 +803,6 @@ def _delete_step(namespace: str, name: str, memo: Any, logger: Log) -> _Step:
         return _Step(False, decision.requeue_after)
 
 
-@kopf.on.delete(*RESOURCE)
-async def delete(meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    """Delete what the object owns in SageMaker, then let it go — in one call that loops by itself.
-
-    Never raises: kopf would retry through a patch it only makes again on the next event. Each step
-    re-reads the object, so the release annotation is honoured at once (``notice`` wakes the loop)."""
-    state = _state(memo)
-    state.deleting = True
-    state.wake.set()  # a sleeping daemon ends at once
-    timing = _config(memo).timing
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    while True:
-        state.wake.clear()
-        try:
-            async with _slot(memo):
-                step = await _in_thread(memo, _delete_step, namespace, name, memo, logger)
-        except Exception:
-            logger.exception(f"A deletion step failed unexpectedly; trying again in {timing.busy:g} s.")
-            step = _Step(False, timing.busy)
-        if step.finished:
-            return
-        await _sleep(state, step.delay)
-
-
 # --- running ---------------------------------------------------------------------------------------
 
 
@@ -840,34 +825,97 @@ def operator(
         kube = Kube.from_connection(config.connection) if config.connection else Kube.from_environment()
     # Application Auto Scaling with SageMaker's settings and credentials unless given.
     autoscaling = autoscaling or AutoScaling.like(sagemaker)
-    memo = kopf.Memo(
-        sagemaker=sagemaker,
-        autoscaling=autoscaling,
-        config=config,
-        kube=kube,
-        kopf_login=credentials.Session(kube.credentials),
-        slots=asyncio.Semaphore(config.max_workers),
+    priority = (
+        config.peering_priority
+        if config.peering_priority is not None
+        else random.randint(1, 2**31 - 1)  # a tie-breaker, not a secret
     )
-    return kopf.operator(
-        memo=memo,
+    identity = peering.own_identity()
+    return _operate(
+        kopf.Memo(
+            sagemaker=sagemaker,
+            autoscaling=autoscaling,
+            config=config,
+            kube=kube,
+            kopf_login=credentials.Session(kube.credentials),
+            peering_priority=priority,
+        ),
+        identity=identity,
         namespaces=namespaces or [],
-        clusterwide=not namespaces,
-        standalone=config.peering is None,
-        peering_name=config.peering,
-        liveness_endpoint=config.liveness_endpoint,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
 
 
-def _not_a_wake_up(record: logging.LogRecord) -> bool:
-    # kopf says "Handler 'notice' succeeded." for every event of every object: not worth a line (or the
-    # CPU to format it) unless asked for with --verbose.
-    return record.msg != "Handler 'notice' succeeded."
+async def _operate(
+    memo: kopf.Memo, *, identity: str, namespaces: list[str], stop_flag: Any, ready_flag: Any
+) -> None:
+    config: OperatorConfig = memo.config
+    executor = ThreadPoolExecutor(config.max_workers, thread_name_prefix="visit")
+    memo.executor = executor
+    memo.scheduler = Scheduler(
+        lambda entry: _visit(memo, entry), workers=config.max_workers, on_error_delay=config.timing.busy
+    )
+    standby = None
+    if config.peering:
+        standby = asyncio.create_task(
+            _follow_peering(
+                memo.scheduler,
+                peering.Standby(memo.kube, config.peering, identity, memo.peering_priority, namespaces),
+                drift=config.timing.drift,
+            ),
+            name="peering standby",
+        )
+    try:
+        await kopf.operator(
+            memo=memo,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            priority=memo.peering_priority if config.peering else None,
+            identity=cast(Any, identity),
+            liveness_endpoint=config.liveness_endpoint,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if standby is not None:
+            standby.cancel()
+        await memo.scheduler.stop()
+        # Visits in progress finish their SageMaker call and status write (each is safe to repeat, but a
+        # half-done one is no use); nothing new starts.
+        await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+
+async def _follow_peering(scheduler: Scheduler, standby: peering.Standby, *, drift: float) -> None:
+    """Pause the schedule while kopf's peering pauses this replica (see :class:`peering.Standby`)."""
+    log = logging.getLogger("mce_operator.peering")
+    failure = ""
+    while True:
+        try:
+            paused = await asyncio.to_thread(standby.paused)
+        except KubeError as error:
+            if str(error) != failure:  # once, not every second
+                log.warning(f"Could not read the peering object (the schedule stays as it is): {error}")
+            failure = str(error)
+        else:
+            failure = ""
+            if paused != scheduler.paused:
+                log.info("Pausing: a peer of higher or equal priority acts." if paused else "Resuming.")
+                if not paused:
+                    # Another replica acted meanwhile: what this one remembers of SageMaker and of the
+                    # statuses it wrote may be stale. Each object is read again by its next visit.
+                    scheduler.reset_states(lambda: _ObjectState(drift))
+                scheduler.pause(paused)
+        await asyncio.sleep(PEERING_POLL)
 
 
 def configure_logging(*, verbose: bool = False, json: bool = True) -> None:
     """Structured (JSON) logs by default, each line naming the object it is about."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if json else kopf.LogFormat.FULL)
     if not verbose:
-        logging.getLogger("kopf.objects").addFilter(_not_a_wake_up)
+        # kopf says "Handler 'notice' succeeded." for every event of every object: not worth a line (or
+        # the CPU to make the record) unless asked for with --verbose. The visits log under their own
+        # name (``OBJECT_LOGGER``); kopf's warnings and errors about objects still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -14,9 +14,16 @@ kubeconfig: :mod:`mce_operator.credentials`).
 
 from __future__ import annotations
 
+import fnmatch
+import getpass
 import logging
+import os
+import random
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mce_operator.kube import Kube, KubeError
@@ -105,3 +112,99 @@ def _create(call: Any, what: str, plural: str, timeout: float, interval: float) 
         else:
             logger.info(f"created {what}")
             return True
+
+
+# --- standing by ---------------------------------------------------------------------------------------
+
+
+def own_identity() -> str:
+    """This replica's name in the peering object, as kopf makes it (the pod's name when given)."""
+    pod = os.environ.get("POD_ID")
+    if pod:
+        return pod
+    started = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    suffix = "".join(random.choices("abcdefhijklmnopqrstuvwxyz0123456789", k=3))  # not a secret
+    return f"{getpass.getuser()}@{socket.gethostname()}/{started}/{suffix}"
+
+
+@dataclass(frozen=True)
+class Standby:
+    """Whether kopf's peering pauses this replica, decided from the peering object(s) as kopf decides it.
+
+    kopf stops its watches while another live replica has a higher priority, or the same one (it then
+    pauses all of them), and resumes when none is left. The operator's own schedule is not kopf's, so it
+    reads the same objects and applies the same rule (kopf's ``process_peering_event``), knowing its own
+    identity because it gives kopf that identity. A replica may act for up to one poll after a peer
+    appears: peering is not a lock (kopf itself pauses only when the event reaches it), and every
+    SageMaker call is safe to repeat."""
+
+    kube: Kube
+    name: str
+    identity: str
+    priority: int
+    namespaces: Sequence[str] = ()
+
+    def paused(self) -> bool:
+        """One read of each peering object; raises KubeError when one cannot be read."""
+        return any(self.conflicts(status) for status in self._statuses())
+
+    def conflicts(self, status: Mapping[str, Any], now: datetime | None = None) -> list[str]:
+        """The live peers (other than this replica) that make it pause."""
+        now = now or datetime.now(UTC)
+        found = []
+        for identity, info in status.items():
+            if identity == self.identity or not isinstance(info, Mapping):
+                continue
+            try:
+                priority = int(info.get("priority", 0))
+                lifetime = timedelta(seconds=int(info.get("lifetime", 60)))
+                seen = info.get("lastseen")
+                lastseen = datetime.fromisoformat(str(seen)) if seen else now
+            except (TypeError, ValueError):
+                continue
+            if lastseen.tzinfo is None:
+                lastseen = lastseen.replace(tzinfo=UTC)
+            if lastseen + lifetime > now and priority >= self.priority:
+                found.append(identity)
+        return found
+
+    def _statuses(self) -> list[Mapping[str, Any]]:
+        # Listed, not read by name: kopf's role grants list, watch and patch on them, not get.
+        if not self.namespaces:
+            return self._listed(f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}")
+        literal, patterns = literal_namespaces(self.namespaces)
+        statuses = []
+        for namespace in literal:
+            statuses += self._listed(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{NAMESPACED_PLURAL}")
+        if patterns:
+            statuses += self._listed(f"/apis/{GROUP}/{VERSION}/{NAMESPACED_PLURAL}", patterns)
+        return statuses
+
+    def _listed(self, path: str, patterns: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+        try:
+            listed = self.kube.request("GET", path)
+        except KubeError as error:
+            if error.status == 404:
+                return []  # no peering objects: kopf sees no peers either
+            raise
+        found = []
+        for item in listed.get("items") or []:
+            meta = item.get("metadata") or {}
+            if meta.get("name") != self.name:
+                continue
+            if patterns and not _matches(str(meta.get("namespace")), patterns):
+                continue
+            found.append(_status_of(item))
+        return found
+
+
+def _status_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    status = (obj or {}).get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def _matches(namespace: str, patterns: Sequence[str]) -> bool:
+    """kopf's namespace patterns: globs, and ``!glob`` to exclude."""
+    included = any(fnmatch.fnmatch(namespace, p) for p in patterns if not p.startswith("!"))
+    excluded = any(fnmatch.fnmatch(namespace, p[1:]) for p in patterns if p.startswith("!"))
+    return included and not excluded
