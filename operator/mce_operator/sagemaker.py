@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.useragent
 
 from mce_operator import metrics, naming
 from mce_operator.core import (
@@ -36,6 +37,11 @@ from mce_operator.core import (
     Timing,
 )
 from mce_operator.errors import ErrorKind, Rule, classify
+
+try:  # botocore >= 1.35.5x: the request context whose feature ids are part of the User-Agent header
+    import botocore.context as _context
+except ImportError:  # pragma: no cover - older botocore: no User-Agent cache (see cache_user_agent)
+    _context = None
 
 
 class SageMakerError(Exception):
@@ -276,11 +282,60 @@ class Clients:
         )
         client.meta.events.register(f"before-send.{self.service}", self._before_send)
         client.meta.events.register(f"response-received.{self.service}", _response_received)
+        cache_user_agent(client)
         return client
 
     def _before_send(self, **_: Any) -> None:
         # Every HTTP attempt, retries included, takes a token: retries count against the quota too.
         self._limiter.acquire()
+
+
+# Distinct feature sets a client's requests carry: a handful in practice (one per operation or so).
+_USER_AGENTS_KEPT = 64
+
+
+def cache_user_agent(client: Any) -> bool:
+    """Make ``client`` build each distinct User-Agent header once, not twice per request.
+
+    Why: botocore builds the header from scratch for every request, twice (in ``_convert_to_request_dict``
+    and again in its ``request-created`` handler), sanitising a dozen components character by character:
+    ~65 us a build here, a tenth of the CPU of a whole call against the emulator (DescribeEndpoint,
+    ListTags, CreateModel: 12-20% less CPU per call with this cache, measured in one process with the
+    clients' batches interleaved). What it reads is fixed once the client exists (platform, session, client
+    config, the client's features) except the feature ids registered in botocore's context by the request
+    under way, so the string is kept per (client features, request features) pair: the header sent is
+    byte for byte botocore's own (tests/integration/test_adapter.py compares them).
+
+    Guarded, since ``_user_agent_creator`` is botocore's private: only a ``UserAgentString`` with a
+    ``to_string`` method (botocore 1.44's shape) is touched, by shadowing that method on this client's own
+    copy of it (``rebuild_and_replace_user_agent_handler`` calls it too). Anything else is left as botocore
+    made it, and False returned."""
+    creator = getattr(client, "_user_agent_creator", None)
+    build = getattr(creator, "to_string", None)
+    if _context is None or not isinstance(creator, botocore.useragent.UserAgentString) or not callable(build):
+        return False
+    if "to_string" in getattr(creator, "__dict__", {}):
+        return True  # cached already
+    strings: dict[tuple[frozenset[str], frozenset[str]], str] = {}
+
+    def to_string() -> str:
+        context = _context.get_context()
+        features = getattr(context, "features", None)
+        if context is not None and not isinstance(features, set):
+            return str(build())  # a context of another shape: no safe key
+        key = (frozenset(getattr(creator, "_client_features", None) or ()), frozenset(features or ()))
+        found = strings.get(key)
+        if found is None:
+            found = str(build())
+            if len(strings) < _USER_AGENTS_KEPT:
+                strings[key] = found
+        return found
+
+    try:
+        creator.to_string = to_string
+    except AttributeError:  # slots: nowhere to put it
+        return False
+    return True
 
 
 def _response_received(event_name: str, parsed_response: Any = None, **_: Any) -> None:

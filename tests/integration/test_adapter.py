@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import boto3
 import pytest
 from reconciler_kit import ENDPOINT, IDENTITY, ROLE, Harness, desired, spec
 
 from mce_operator import core
 from mce_operator.emulator import Emulator
 from mce_operator.errors import ErrorKind
-from mce_operator.sagemaker import SageMakerError
+from mce_operator.sagemaker import Clients, SageMakerError, SageMakerSettings, cache_user_agent
 
 
 def _actions(target: core.Desired) -> dict[str, core.Action]:
@@ -87,3 +88,40 @@ def test_system_updating_delays_a_spec_change(harness: Harness, emu: Emulator) -
     assert harness.endpoint()["EndpointConfigName"] == desired(serial).config_name
     # No call SageMaker would refuse: every UpdateEndpoint was accepted.
     assert [c.outcome for c in emu.calls_to("UpdateEndpoint")] == ["ok"]
+
+
+def test_the_cached_user_agent_is_the_one_botocore_builds(emu: Emulator) -> None:
+    """sagemaker.cache_user_agent memoises the User-Agent header per feature set: every request, retries
+    included, carries what botocore itself would have sent (a client made alike, its cache removed)."""
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x")
+    settings = SageMakerSettings(region="us-east-1", endpoint_url=emu.url, calls_per_second=0)
+    sent: dict[str, list[str]] = {"cached": [], "botocore": []}
+    for label, headers in sent.items():
+        client = Clients("sagemaker", settings, session).get("us-east-1")
+        creator = client._user_agent_creator
+        assert "to_string" in vars(creator), "the guard refused this botocore: the cache is off"
+        if label == "botocore":
+            del creator.to_string  # botocore's own method again
+        client.meta.events.register(
+            "before-send.sagemaker",
+            lambda request, headers=headers, **_: headers.append(request.headers["User-Agent"]),
+        )
+        emu.throttle(count=1, operations=["ListModels"])  # a retried call: each attempt is signed and sent
+        for _ in range(2):
+            client.list_models()
+            client.list_endpoints()
+            with pytest.raises(client.exceptions.ClientError):
+                client.describe_endpoint(EndpointName="absent")
+    assert len(sent["cached"]) == 7
+    assert sent["cached"] == sent["botocore"]
+    # Application Auto Scaling's clients (autoscaling.py) are made by Clients too.
+    scaling = Clients("application-autoscaling", settings, session).get("us-east-1")
+    assert "to_string" in vars(scaling._user_agent_creator)
+
+
+def test_user_agent_caching_leaves_an_unknown_client_alone() -> None:
+    class Client:
+        _user_agent_creator = object()
+
+    assert cache_user_agent(Client()) is False
+    assert cache_user_agent(object()) is False
