@@ -256,11 +256,14 @@ def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 class _ObjectState:
     """Per object, in this process: what its visits must share (the schedule makes one at a time)."""
 
-    __slots__ = ("looked_at", "recall", "released", "written_status")
+    __slots__ = ("gone", "looked_at", "recall", "released", "written_status")
 
     def __init__(self, drift: float) -> None:
         # Set once the finalizer is removed: late events must not bring the object back to life.
         self.released = False
+        # Set when a write found the object gone: its DELETED event can be missed (a watch that lost
+        # its place lists the objects again, and says nothing of those that went meanwhile).
+        self.gone = False
         # What the last visit saw of the object (see ``_trigger``).
         self.looked_at: tuple[Any, ...] | None = None
         # The status this process last wrote: an event (and so the body a visit gets) may lag that
@@ -336,7 +339,9 @@ class _Look:
         try:
             stored = self.kube.patch_status(self.identity.namespace, self.identity.name, patch)
         except KubeError as error:
-            if not error.gone:
+            if error.gone:
+                self.state.gone = True
+            else:
                 self.logger.warning(f"Could not write the status (retried in {KUBE_RETRY:g} s): {error}")
             return False
         self.state.written_status = {**self.state.written_status, **new}
@@ -450,7 +455,10 @@ def _ensure_finalizer(look: _Look) -> bool:
         return True
     try:
         current = {"metadata": copy.deepcopy(dict(meta))}
-        return look.kube.set_finalizer(current, FINALIZER, present=True) is not None
+        if look.kube.set_finalizer(current, FINALIZER, present=True) is None:
+            look.state.gone = True
+            return False
+        return True
     except KubeError as error:
         look.logger.warning(f"Could not add the finalizer (retried in {KUBE_RETRY:g} s): {error}")
         return False
@@ -665,6 +673,9 @@ async def _visit(memo: Any, entry: Entry) -> float | None:
         step = await _in_thread(memo, _delete_step, namespace, name, memo, state, logger)
         return None if step.finished else step.delay
     delay: float = await _in_thread(memo, _look, obj, memo, state, logger, lambda: entry.body)
+    if state.gone:
+        metrics.forget(str(meta.get("uid")))
+        return None
     return delay
 
 

@@ -6,15 +6,21 @@ testkit answers chosen requests with a 409 or 500), or in what a user can do whe
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import boto3
 import pytest
 from e2e_harness import FINALIZER, NAMESPACE, REGION, Harness, condition, manifest, wait
 
 from mce_operator import api, core, crdgen, handlers, naming
+from mce_operator.autoscaling import AutoScaling
 from mce_operator.emulator import Emulator
+from mce_operator.kube import Kube
+from mce_operator.sagemaker import SageMaker, SageMakerSettings
 from mce_operator.testkit.kube_server import KubeServer
 
 pytestmark = pytest.mark.e2e
@@ -122,6 +128,14 @@ def test_4_two_replicas_with_peering_one_acts_and_the_other_takes_over(peered: H
     creates = [c for c in peered.mutations("e2e-ha") if c[0].startswith("Create")]
     assert [op for op, _, _ in creates] == ["CreateModel", "CreateEndpointConfig", "CreateEndpoint"], creates
 
+    # A deletion while both run: only the active replica deletes (the standby's schedule is paused too).
+    peered.create(manifest("ha2"))
+    peered.wait_ready("ha2", timeout=30)
+    peered.delete("ha2")
+    gone(peered, "ha2", timeout=30)
+    deletes = [op for op, _, _ in peered.mutations("e2e-ha2") if op.startswith("Delete")]
+    assert deletes == ["DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"], deletes
+
     high.stop()  # the active replica goes; the standby resumes and serves a change
     peered.patch("ha", {"spec": {"mode": "Serial"}})
     obj = peered.wait_ready("ha", timeout=60)
@@ -228,3 +242,28 @@ def test_a_deletion_sagemaker_refuses_says_why_and_the_annotation_releases_it(e2
     e2e.patch("refused", {"metadata": {"annotations": {handlers.RELEASE_ANNOTATION: "true"}}})
     gone(e2e, "refused")
     assert e2e.left_in_sagemaker("e2e-refused")["endpoints"] == ["e2e-refused"]
+
+
+# --- an object that went without its DELETED event ---------------------------------------------------
+
+
+def test_a_look_at_an_object_that_went_unnoticed_forgets_it(e2e: Harness) -> None:
+    """A watch that lost its place lists the objects again and says nothing of those deleted meanwhile:
+    the first write that finds the object gone ends its visits, instead of a write a second for ever."""
+    kube = Kube.from_connection(e2e.kube.connection_info(NAMESPACE))
+    settings = SageMakerSettings(region=REGION, endpoint_url=e2e.emulator.url, calls_per_second=0)
+    sagemaker = SageMaker(
+        settings, session=boto3.session.Session(aws_access_key_id="e2e", aws_secret_access_key="e2e")
+    )
+    memo = SimpleNamespace(
+        kube=kube,
+        sagemaker=sagemaker,
+        autoscaling=AutoScaling.like(sagemaker),
+        config=handlers.OperatorConfig(timing=QUICK),
+    )
+    body = manifest("vanished")
+    body["metadata"].update(uid="0b7c1f9e-0000-4000-8000-000000000001", generation=1, resourceVersion="1")
+    state = handlers._ObjectState(QUICK.drift)
+    handlers._look(body, memo, state, logging.getLogger("test"))
+    assert state.gone
+    assert [op for op, _, _ in e2e.mutations("e2e-vanished")] == []
