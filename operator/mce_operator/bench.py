@@ -53,6 +53,7 @@ import boto3
 import botocore.config
 
 from mce_operator import api, core, crdgen
+from mce_operator.scheduler import MAX_WORKERS
 
 REGION = "us-east-1"
 NAMESPACE = "bench"
@@ -67,7 +68,7 @@ MINIMUM_MUTATING = 11
 MINIMUM_READS = 12
 # What the floor makes per object to create it: three creates, a DescribeEndpoint before and after.
 MINIMUM_CREATE_CALLS = 5
-THREADS = 20  # the operator's default worker threads (handlers.OperatorConfig.max_workers)
+THREADS = MAX_WORKERS  # the operator's default: objects visited at once, each in a thread
 APPLIERS = 8  # the bench's own threads creating, changing and deleting the objects
 MARK_BEGIN = "<!-- bench:begin -->"
 MARK_END = "<!-- bench:end -->"
@@ -794,8 +795,8 @@ def plan(args: argparse.Namespace, apis: list[str]) -> list[tuple[str, int, Sett
                 api=server, steady=steady, drift=drift, steady_window=drift, phases=("create", "delete")
             )
             runs.append(("steady", args.steady, settings))
-    if args.memory:
-        runs.append(("memory", args.memory, Settings(phases=("create",))))
+        if args.memory:
+            runs.append(("memory", args.memory, Settings(api=server, phases=("create",))))
     if args.rate_limited:
         from mce_operator.core import Timing
 
