@@ -474,10 +474,10 @@ def _look(
     """One look at the object; returns the seconds until the next."""
     state.looked_at = _trigger(obj.get("metadata") or {})
     with metrics.reconcile():
-        return _look_locked(_Look(obj, memo, state, logger, live))
+        return _look_at(_Look(obj, memo, state, logger, live))
 
 
-def _look_locked(look: _Look) -> float:
+def _look_at(look: _Look) -> float:
     timing, identity, status = look.timing, look.identity, look.status
     try:
         parsed = _parse(look.obj.get("spec"))

@@ -1,6 +1,6 @@
 """Core + adapters against the emulator, driven the way the operator's handlers drive them.
 
-``Harness.converge`` is the handler's loop without Kubernetes (``handlers._look_locked``): observe
+``Harness.converge`` is the handler's loop without Kubernetes (``handlers._look_at``): observe
 (SageMaker with the object's ``Recall``, then Application Auto Scaling), reconcile and confirm
 (``SageMaker.decide``) -> execute each action by its service's adapter -> remember ``lastDeployment``
 once every action succeeded, or a terminal failure for this generation, and the scalable target observed
