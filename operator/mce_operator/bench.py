@@ -727,7 +727,7 @@ def _profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
 _CATEGORIES = (
     ("mce_operator (handlers, core, adapters)", ("mce_operator/",)),
     ("botocore/boto3 (SageMaker requests: signing, serialising, parsing)", ("botocore/", "boto3/")),
-    ("kopf (watching, dispatching, daemons)", ("kopf/",)),
+    ("kopf (watching, dispatching, posting Events)", ("kopf/",)),
     ("HTTP and TLS (urllib3, http.client, aiohttp, ssl)", ("urllib3/", "http/client", "aiohttp/", "ssl.py")),
     ("JSON, logging, pydantic, yaml", ("json/", "logging/", "pydantic", "yaml/", "pythonjsonlogger")),
     ("asyncio and threads", ("asyncio/", "threading.py", "concurrent/")),

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,7 +108,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     config = _config(memo)
     # kopf keeps no finalizer here (no kopf handler needs one): the operator's own is FINALIZER, which kopf
     # would remove as unneeded if it were kopf's too.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
     settings.persistence.diffbase_storage = _NoDiffBase()
     if config.peering:
         settings.peering.name = config.peering
@@ -256,11 +256,15 @@ def _status_patch(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 class _ObjectState:
     """Per object, in this process: what its visits must share (the schedule makes one at a time)."""
 
-    __slots__ = ("gone", "looked_at", "recall", "released", "written_status")
+    __slots__ = ("confirmed", "gone", "looked_at", "recall", "released", "written_status")
 
-    def __init__(self, drift: float) -> None:
-        # Set once the finalizer is removed: late events must not bring the object back to life.
+    def __init__(self, drift: float, *, confirmed: float = 0.0) -> None:
+        # Set once the finalizer is removed: this object's visits end (a late event of the object makes a
+        # new state, whose first deletion step finds it gone).
         self.released = False
+        # When (time.monotonic) the body the visits use was last known current: an event's is; one held
+        # through a peering pause, or for a drift interval without any event, is read again (see _visit).
+        self.confirmed = confirmed
         # Set when a write found the object gone: its DELETED event can be missed (a watch that lost
         # its place lists the objects again, and says nothing of those that went meanwhile).
         self.gone = False
@@ -344,8 +348,14 @@ class _Look:
             else:
                 self.logger.warning(f"Could not write the status (retried in {KUBE_RETRY:g} s): {error}")
             return False
+        stored_meta = stored.get("metadata")
+        if isinstance(stored_meta, Mapping) and stored_meta.get("uid") != self.identity.uid:
+            # Another object of the same name (this one's deletion went unseen): not this object's.
+            self.logger.warning("The object was deleted and made again meanwhile; its visits end.")
+            self.state.gone = True
+            return False
         self.state.written_status = {**self.state.written_status, **new}
-        self.stored_meta = stored.get("metadata") if isinstance(stored.get("metadata"), Mapping) else None
+        self.stored_meta = stored_meta if isinstance(stored_meta, Mapping) else None
         return True
 
     def blocked(self, reason: str, message: str, desired: core.Desired | None = None) -> bool:
@@ -638,7 +648,10 @@ async def notice(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -
     drift = _config(memo).timing.drift
     entry = scheduler.get(uid)
     changed = entry is not None and _trigger(meta) != entry.state.looked_at
-    scheduler.saw(uid, _slim(body), state=lambda: _ObjectState(drift), now=changed)
+    # An event's body is current: a new state takes it as confirmed now.
+    scheduler.saw(
+        uid, _slim(body), state=lambda: _ObjectState(drift, confirmed=time.monotonic()), now=changed
+    )
 
 
 OBJECT_LOGGER = logging.getLogger("mce_operator.objects")
@@ -668,15 +681,48 @@ async def _visit(memo: Any, entry: Entry) -> float | None:
         return None
     logger = _logger(memo, obj)
     meta = obj.get("metadata") or {}
+    uid = str(meta.get("uid"))
+    # Here, not in the thread: an event that arrives meanwhile is compared with what this visit sees.
+    state.looked_at = _trigger(meta)
+    timing = _config(memo).timing
+    if time.monotonic() - state.confirmed > timing.drift:
+        # A body held through a peering pause (the other replica may have changed or deleted the object)
+        # or for a whole drift interval without an event (its DELETED may have gone unseen: a watch that
+        # lists again says nothing of objects deleted meanwhile) is read again first.
+        try:
+            fresh = await _in_thread(memo, _read_again, memo, obj)
+        except KubeError as error:
+            logger.warning(f"Could not read the object (retried in {KUBE_RETRY:g} s): {error}")
+            return KUBE_RETRY
+        if fresh is None:
+            metrics.forget(uid)
+            return None
+        state.confirmed = time.monotonic()
+        if entry.body is obj:
+            entry.body = fresh
+        obj, meta = fresh, fresh["metadata"]
+        state.looked_at = _trigger(meta)
     if meta.get("deletionTimestamp"):
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-        step = await _in_thread(memo, _delete_step, namespace, name, memo, state, logger)
-        return None if step.finished else step.delay
-    delay: float = await _in_thread(memo, _look, obj, memo, state, logger, lambda: entry.body)
-    if state.gone:
-        metrics.forget(str(meta.get("uid")))
-        return None
+        step = await _in_thread(memo, _delete_step, namespace, name, uid, memo, state, logger)
+        delay: float | None = None if step.finished else step.delay
+    else:
+        delay = await _in_thread(memo, _look, obj, memo, state, logger, lambda: entry.body)
+        if state.gone:
+            delay = None
+    if delay is None or entry.dropped:
+        metrics.forget(uid)  # also when its DELETED event came during the visit, which then reported
     return delay
+
+
+def _read_again(memo: Any, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The object as it is now (slimmed), or None when it is gone or another of the same name."""
+    meta = obj.get("metadata") or {}
+    kube: Kube = memo.kube
+    current = kube.get(str(meta.get("namespace")), str(meta.get("name")))
+    if current is None or (current.get("metadata") or {}).get("uid") != meta.get("uid"):
+        return None
+    return _slim(current)
 
 
 async def _in_thread(memo: Any, function: Callable[..., Any], *args: Any) -> Any:
@@ -757,7 +803,7 @@ def _stuck(look: _Look, reason: str, message: str, delay: float) -> _Step:
     return _Step(False, delay)
 
 
-def _delete_step(namespace: str, name: str, memo: Any, state: _ObjectState, logger: Log) -> _Step:
+def _delete_step(namespace: str, name: str, uid: str, memo: Any, state: _ObjectState, logger: Log) -> _Step:
     """One step of deleting the object, on the object as it is now (read again: the release annotation
     is honoured at once)."""
     timing = _config(memo).timing
@@ -770,8 +816,9 @@ def _delete_step(namespace: str, name: str, memo: Any, state: _ObjectState, logg
         except KubeError as error:
             logger.warning(f"Could not read the object being deleted (retried in {KUBE_RETRY:g} s): {error}")
             return _Step(False, KUBE_RETRY)
-        if obj is None or FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or []):
-            return _Step(True)  # gone, or released by someone else
+        current = (obj.get("metadata") or {}) if obj is not None else {}
+        if obj is None or current.get("uid") != uid or FINALIZER not in (current.get("finalizers") or []):
+            return _Step(True)  # gone (a new object of the same name is not this one), or released
         state.looked_at = _trigger(obj.get("metadata") or {})
         look = _Look(obj, memo, state, logger)
         annotations = look.meta.get("annotations") or {}
@@ -869,6 +916,7 @@ async def _operate(
     )
     standby = None
     if config.peering:
+        memo.scheduler.pause(True)  # until the peering object says otherwise, as kopf does
         standby = asyncio.create_task(
             _follow_peering(
                 memo.scheduler,
@@ -900,24 +948,33 @@ async def _operate(
 
 
 async def _follow_peering(scheduler: Scheduler, standby: peering.Standby, *, drift: float) -> None:
-    """Pause the schedule while kopf's peering pauses this replica (see :class:`peering.Standby`)."""
+    """Pause the schedule while kopf's peering pauses this replica (see :class:`peering.Standby`).
+
+    It starts paused, as kopf does until it has seen the peering object."""
     log = logging.getLogger("mce_operator.peering")
     failure = ""
+    acted = False  # the pause at start is no pause: what the events brought since is current
     while True:
         try:
             paused = await asyncio.to_thread(standby.paused)
-        except KubeError as error:
+        except Exception as error:  # whatever it is: the schedule stays as it is, and says so
             if str(error) != failure:  # once, not every second
                 log.warning(f"Could not read the peering object (the schedule stays as it is): {error}")
             failure = str(error)
         else:
             failure = ""
             if paused != scheduler.paused:
-                log.info("Pausing: a peer of higher or equal priority acts." if paused else "Resuming.")
-                if not paused:
+                log.info(
+                    "Pausing: a peer of higher or equal priority acts, or the peering object is missing."
+                    if paused
+                    else "Acting: no peer of higher or equal priority."
+                )
+                if not paused and acted:
                     # Another replica acted meanwhile: what this one remembers of SageMaker and of the
-                    # statuses it wrote may be stale. Each object is read again by its next visit.
+                    # statuses it wrote may be stale, and so may the bodies it holds (the watch stopped):
+                    # each object's next visit reads it again first.
                     scheduler.reset_states(lambda: _ObjectState(drift))
+                acted = acted or not paused
                 scheduler.pause(paused)
         await asyncio.sleep(PEERING_POLL)
 

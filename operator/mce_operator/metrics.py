@@ -7,7 +7,7 @@ one series per object. Per-object detail is in the objects' status and Events.
 
 The adapter (``sagemaker.py``) reports every SageMaker call; the handlers report each reconcile
 (:func:`reconcile`), each status they publish (:func:`status_published`) and each object whose deletion
-finished (:func:`forget`). Everything here is thread-safe: kopf runs sync handlers in a thread pool.
+finished (:func:`forget`). Everything here is thread-safe: the visits run in a pool of threads.
 """
 
 from __future__ import annotations

@@ -145,8 +145,12 @@ class Standby:
     namespaces: Sequence[str] = ()
 
     def paused(self) -> bool:
-        """One read of each peering object; raises KubeError when one cannot be read."""
-        return any(self.conflicts(status) for status in self._statuses())
+        """One read of the peering objects; raises KubeError when they cannot be read.
+
+        A peering object that is missing (or its CRD) pauses too: kopf's peering is mandatory here, and
+        kopf starts paused for each object until it has seen it (and pauses while the CRD is missing)."""
+        statuses = self._statuses()
+        return any(status is None or self.conflicts(status) for status in statuses)
 
     def conflicts(self, status: Mapping[str, Any], now: datetime | None = None) -> list[str]:
         """The live peers (other than this replica) that make it pause."""
@@ -168,34 +172,43 @@ class Standby:
                 found.append(identity)
         return found
 
-    def _statuses(self) -> list[Mapping[str, Any]]:
-        # Listed, not read by name: kopf's role grants list, watch and patch on them, not get.
+    def _statuses(self) -> list[Mapping[str, Any] | None]:
+        """The status of each peering object this replica peers through (None: the object is missing).
+        Listed, not read by name: kopf's role grants list, watch and patch on them, not get."""
         if not self.namespaces:
-            return self._listed(f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}")
+            return self._listed(f"/apis/{GROUP}/{VERSION}/{CLUSTER_PLURAL}", expected=[""])
         literal, patterns = literal_namespaces(self.namespaces)
         statuses = []
         for namespace in literal:
-            statuses += self._listed(f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{NAMESPACED_PLURAL}")
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{NAMESPACED_PLURAL}"
+            statuses += self._listed(path, expected=[namespace])
         if patterns:
-            statuses += self._listed(f"/apis/{GROUP}/{VERSION}/{NAMESPACED_PLURAL}", patterns)
+            # Which namespaces a pattern matches is kopf's to find out (it watches the namespaces): the
+            # objects found are read, a namespace without one is not known here.
+            statuses += self._listed(f"/apis/{GROUP}/{VERSION}/{NAMESPACED_PLURAL}", patterns=patterns)
         return statuses
 
-    def _listed(self, path: str, patterns: Sequence[str] = ()) -> list[Mapping[str, Any]]:
+    def _listed(
+        self, path: str, *, expected: Sequence[str] = (), patterns: Sequence[str] = ()
+    ) -> list[Mapping[str, Any] | None]:
         try:
             listed = self.kube.request("GET", path)
         except KubeError as error:
             if error.status == 404:
-                return []  # no peering objects: kopf sees no peers either
+                return [None]  # the CRD is not served: kopf pauses
             raise
-        found = []
+        found: dict[str, Mapping[str, Any]] = {}
         for item in listed.get("items") or []:
             meta = item.get("metadata") or {}
+            namespace = str(meta.get("namespace") or "")
             if meta.get("name") != self.name:
                 continue
-            if patterns and not _matches(str(meta.get("namespace")), patterns):
+            if patterns and not _matches(namespace, patterns):
                 continue
-            found.append(_status_of(item))
-        return found
+            found[namespace] = _status_of(item)
+        if patterns:
+            return list(found.values())
+        return [found.get(namespace) for namespace in expected]
 
 
 def _status_of(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:

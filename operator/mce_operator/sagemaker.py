@@ -61,7 +61,7 @@ class SageMakerError(Exception):
 
 
 class RateLimiter:
-    """A token bucket shared by all clients of the process (thread-safe: kopf runs sync handlers in
+    """A token bucket shared by all clients of the process (thread-safe: the visits run in a pool of
     threads)."""
 
     def __init__(self, rate: float, burst: int) -> None:

@@ -88,12 +88,15 @@ class Scheduler:
             return
         self._enqueue(entry, URGENT)
 
-    def drop(self, key: str) -> None:
-        """The object is gone: no more visits (one in progress ends as it will)."""
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            entry.dropped = True
-            self._cancel_timer(entry)
+    def drop(self, key: str, entry: Entry | None = None) -> None:
+        """The object is gone: no more visits (one in progress ends as it will). With ``entry``, only if
+        that is still the key's (not a newer object's of the same key)."""
+        current = self._entries.get(key)
+        if current is None or (entry is not None and current is not entry):
+            return
+        del self._entries[key]
+        current.dropped = True
+        self._cancel_timer(current)
 
     def reset_states(self, state: Callable[[], Any]) -> None:
         """A new state for every object, when what this process remembers may be stale (after a pause).
@@ -205,10 +208,21 @@ class Scheduler:
                 delay = self._on_error_delay
             finally:
                 entry.running = False
-            if delay is None:
-                self.drop(entry.key)
-            elif entry.again:
-                entry.again = False
-                self._enqueue(entry, URGENT)
-            elif not entry.dropped:
-                self._book(entry, delay)
+            try:
+                self._after(entry, delay)
+            except Exception:  # never lose the worker, nor the object's next visit
+                logger.exception(
+                    f"Could not book the next visit of {entry.key}; in {self._on_error_delay:g} s."
+                )
+                self._book(entry, self._on_error_delay)
+
+    def _after(self, entry: Entry, delay: float | None) -> None:
+        if entry.dropped:
+            return
+        if delay is None:
+            self.drop(entry.key, entry)
+        elif entry.again:
+            entry.again = False
+            self._enqueue(entry, URGENT)
+        elif not entry.dropped:
+            self._book(entry, float(delay))

@@ -147,6 +147,32 @@ def test_4_two_replicas_with_peering_one_acts_and_the_other_takes_over(peered: H
     nothing_left(peered, "e2e-ha")
 
 
+def test_4_a_replica_back_from_a_pause_does_not_act_on_what_it_held(peered: Harness) -> None:
+    """The standby held the object as it was before its pause; the active replica deleted it meanwhile.
+    Back in charge, the standby reads the object again before acting: nothing is made again for it."""
+    low = peered.start_operator(peering="mce", priority=10)
+    peered.create(manifest("held"))
+    peered.wait_ready("held", timeout=30)
+    high = peered.start_operator(peering="mce", priority=20)
+    wait(
+        "both replicas in the peering object",
+        lambda: len(peered.kube.get("clusterkopfpeerings", None, "mce").get("status") or {}) == 2,
+    )
+    time.sleep(1.5)  # the low replica has seen it (it reads the peering object every second)
+    peered.delete("held")
+    gone(peered, "held", timeout=30)
+    nothing_left(peered, "e2e-held")
+    high.stop()
+    wait(
+        "the low replica alone in the peering object",
+        lambda: len(peered.kube.get("clusterkopfpeerings", None, "mce").get("status") or {}) == 1,
+    )
+    time.sleep(2.0)  # several visits' worth (busy 0.3 s), once it acts again
+    assert low.alive
+    assert len(peered.calls("e2e-held", "CreateEndpoint")) == 1, peered.mutations("e2e-held")
+    nothing_left(peered, "e2e-held")
+
+
 # --- 5, 6, 7. specs the CRD would refuse, and deletion -----------------------------------------------
 
 

@@ -183,3 +183,56 @@ def test_stop_cancels_booked_visits() -> None:
         assert len(visit.visits) == count
 
     run(test)
+
+
+def test_work_that_comes_while_paused_waits_for_the_end_of_the_pause() -> None:
+    async def test() -> None:
+        visit = Recorder(delay=60)
+        scheduler = Scheduler(visit, workers=2)
+        scheduler.start()
+        await asyncio.sleep(0.01)  # the workers wait for work (not for the pause to end)
+        scheduler.pause(True)
+        for key in "abc":
+            scheduler.saw(key, {"v": 1}, state=dict, now=False)
+        await asyncio.sleep(0.1)
+        assert visit.visits == []
+        scheduler.pause(False)
+        await visit.until(3)
+        await asyncio.sleep(0.05)
+        assert sorted(k for k, _ in visit.visits) == ["a", "b", "c"]
+        await scheduler.stop()
+
+    run(test)
+
+
+def test_an_object_dropped_during_its_visit_is_not_visited_again_even_if_it_changed() -> None:
+    async def test() -> None:
+        visit = Recorder(delay=0.01, duration=0.05)
+        scheduler = Scheduler(visit, workers=1)
+        scheduler.start()
+        scheduler.saw("a", {"v": 1}, state=dict, now=False)
+        await visit.until(1)
+        scheduler.saw("a", {"v": 2}, state=dict, now=True)  # during the visit: one more, after it
+        scheduler.drop("a")
+        await asyncio.sleep(0.2)
+        assert visit.visits == [("a", 1)]
+        await scheduler.stop()
+
+    run(test)
+
+
+def test_dropping_a_key_spares_a_newer_object_of_the_same_key() -> None:
+    async def test() -> None:
+        visit = Recorder(delay=60)
+        scheduler = Scheduler(visit, workers=1)
+        scheduler.start()
+        old = scheduler.saw("a", {"v": 1}, state=dict, now=False)
+        await visit.until(1)
+        scheduler.drop("a")
+        scheduler.saw("a", {"v": 2}, state=dict, now=False)
+        scheduler.drop("a", old)  # the old object's late "gone" is not the new one's
+        assert scheduler.get("a") is not None
+        await visit.until(2)
+        await scheduler.stop()
+
+    run(test)
