@@ -123,10 +123,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Log
     settings.watching.client_timeout = int(config.watch_server_timeout) + 30
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.INFO
-    # Events are posted by this many tasks at most, each with a connection of its own: unbounded, a burst
-    # of objects opened a hundred (a TLS handshake each, and a 256 KB buffer each: 14 MB of the RSS at
-    # 1,000 objects against kube-apiserver).
-    settings.posting.worker_limit = 10
     # kopf's task per object, which keeps the object's last event (managedFields and all) while it
     # lives, ends this soon after the object's last event (5 s by default: most of a burst's objects).
     settings.queueing.idle_timeout = 1.0
