@@ -485,7 +485,6 @@ def _look(
     live: Callable[[], Mapping[str, Any]] | None = None,
 ) -> float:
     """One look at the object; returns the seconds until the next."""
-    state.looked_at = _trigger(obj.get("metadata") or {})
     with metrics.reconcile():
         return _look_at(_Look(obj, memo, state, logger, live))
 
@@ -688,27 +687,32 @@ async def _visit(memo: Any, entry: Entry) -> float | None:
     # Here, not in the thread: an event that arrives meanwhile is compared with what this visit sees.
     state.looked_at = _trigger(meta)
     timing = _config(memo).timing
-    if time.monotonic() - state.confirmed > timing.drift:
+    delay: float | None
+    stale = time.monotonic() - state.confirmed > timing.drift
+    if stale and not meta.get("deletionTimestamp"):
         # A body held through a peering pause (the other replica may have changed or deleted the object)
         # or for a whole drift interval without an event (its DELETED may have gone unseen: a watch that
-        # lists again says nothing of objects deleted meanwhile) is read again first.
+        # lists again says nothing of objects deleted meanwhile) is read again first. (A deletion step
+        # reads the object again anyway.)
         try:
             fresh = await _in_thread(memo, _read_again, memo, obj)
         except KubeError as error:
             logger.warning(f"Could not read the object (retried in {KUBE_RETRY:g} s): {error}")
             return KUBE_RETRY
-        if fresh is None:
-            metrics.forget(uid)
-            return None
-        state.confirmed = time.monotonic()
-        if entry.body is obj:
-            entry.body = fresh
-        obj, meta = fresh, fresh["metadata"]
-        state.looked_at = _trigger(meta)
-    if meta.get("deletionTimestamp"):
+        if fresh is not None:
+            state.confirmed = time.monotonic()
+            if entry.body is obj:
+                entry.body = fresh
+            obj, meta = fresh, fresh["metadata"]
+            state.looked_at = _trigger(meta)
+    else:
+        fresh = obj
+    if fresh is None:
+        delay = None
+    elif meta.get("deletionTimestamp"):
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
         step = await _in_thread(memo, _delete_step, namespace, name, uid, memo, state, logger)
-        delay: float | None = None if step.finished else step.delay
+        delay = None if step.finished else step.delay
     else:
         delay = await _in_thread(memo, _look, obj, memo, state, logger, lambda: entry.body)
         if state.gone:

@@ -135,7 +135,7 @@ class Scheduler:
             entry.timer.cancel()
             entry.timer = None
 
-    def _enqueue(self, entry: Entry, priority: int) -> None:
+    def _enqueue(self, entry: Entry, priority: int, *, wake: bool = True) -> None:
         self._cancel_timer(entry)
         if entry.queued and priority == DUE:
             return
@@ -143,7 +143,8 @@ class Scheduler:
         # behind is skipped when it comes up (``queued`` is false by then).
         entry.queued = True
         heapq.heappush(self._queue, (priority, next(self._order), entry))
-        self._wake(1)
+        if wake:
+            self._wake(1)
 
     def _wake(self, count: int) -> None:
         """Wake up to ``count`` idle workers (each waits on a future of its own: exactly one per item)."""
@@ -193,8 +194,7 @@ class Scheduler:
             entry = await self._next()
             if not self._unpaused.is_set():
                 # Paused while waiting for work: put it back, waking no one, for when the pause ends.
-                entry.queued = True
-                heapq.heappush(self._queue, (URGENT, next(self._order), entry))
+                self._enqueue(entry, URGENT, wake=False)
                 continue
             entry.running = True
             try:
