@@ -33,6 +33,16 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mce-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,8 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--max-workers",
-        type=int,
-        default=_env_int("MCE_MAX_WORKERS", MAX_WORKERS),
+        type=_at_least_one,
+        # A string, so that argparse checks MCE_MAX_WORKERS as it checks the option.
+        default=os.environ.get("MCE_MAX_WORKERS") or str(MAX_WORKERS),
         help="Objects visited at once, each in a thread while it waits for SageMaker or Kubernetes "
         f"(default {MAX_WORKERS}).",
     )

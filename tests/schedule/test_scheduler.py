@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from mce_operator.scheduler import Entry, Scheduler
 
 
@@ -236,3 +238,21 @@ def test_dropping_a_key_spares_a_newer_object_of_the_same_key() -> None:
         await scheduler.stop()
 
     run(test)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_max_workers_must_be_a_whole_number_of_at_least_one(
+    value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mce_operator import cli
+
+    for argv, env in ((["run", "--max-workers", value], None), (["run"], value)):
+        if env is None:
+            monkeypatch.delenv("MCE_MAX_WORKERS", raising=False)
+        else:
+            monkeypatch.setenv("MCE_MAX_WORKERS", env)
+        with pytest.raises(SystemExit):
+            cli._parser().parse_args(argv)
+        assert "argument --max-workers: must be" in capsys.readouterr().err
+    monkeypatch.setenv("MCE_MAX_WORKERS", "7")
+    assert cli._parser().parse_args(["run"]).max_workers == 7
